@@ -1,0 +1,242 @@
+"""Caffe release files -> ``model.safetensors`` + ``config.json``.
+
+Weights are matched to layers by name, as Caffe itself does (``Net::CopyTrainedLayersFrom``), and only the
+caffemodel's *parameter* layers take part: the released SENet-154 caffemodel names its parameter-free layers
+differently from its prototxt, which therefore must not matter. Every PyTorch tensor comes from a
+caffemodel blob and every caffemodel blob is used; anything missing or left over is an error naming it.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+from .. import __version__, classes, registry
+from ..errors import SenetZooError
+from ..files import atomic_dir, sha256_file
+from ..models.config import CLASS_ORDER, hub_config
+from . import caffe_layers
+from .release_layout import Layer, parameter_layers, release_layers
+
+CONVERTER_VERSION = __version__
+
+
+@dataclass
+class ConvertResult:
+    model: str
+    output: Path
+    source_sha256: str
+    num_tensors: int
+    num_parameters: int
+
+
+def _conv_param(layer_proto) -> dict[str, int | bool]:
+    p = layer_proto.convolution_param
+
+    def first(values, default):
+        return int(values[0]) if len(values) else default
+
+    kernel = int(p.kernel_h) if p.HasField("kernel_h") else first(p.kernel_size, 1)
+    stride = int(p.stride_h) if p.HasField("stride_h") else first(p.stride, 1)
+    pad = int(p.pad_h) if p.HasField("pad_h") else first(p.pad, 0)
+    return {"num_output": int(p.num_output), "kernel": kernel, "stride": stride, "pad": pad,
+            "group": int(p.group), "bias_term": bool(p.bias_term)}
+
+
+def _expected_conv(layer: Layer) -> dict[str, int | bool]:
+    p = layer.params["convolution_param"]
+    return {"num_output": p["num_output"], "kernel": p["kernel_size"][0], "stride": p["stride"][0],
+            "pad": p.get("pad", [0])[0], "group": p.get("group", 1), "bias_term": p["bias_term"]}
+
+
+def _pool_param(layer_proto) -> dict[str, Any]:
+    p = layer_proto.pooling_param
+    if p.global_pooling:
+        return {"pool": p.Pool.Name(p.pool), "global": True}
+    kernel = int(p.kernel_h) if p.HasField("kernel_h") else int(p.kernel_size)
+    stride = int(p.stride_h) if p.HasField("stride_h") else int(p.stride)
+    pad = int(p.pad_h) if p.HasField("pad_h") else int(p.pad)
+    return {"pool": p.Pool.Name(p.pool), "kernel": kernel, "stride": stride, "pad": pad}
+
+
+def _expected_pool(layer: Layer) -> dict[str, Any]:
+    p = layer.params["pooling_param"]
+    if p.get("global_pooling"):
+        return {"pool": p["pool"], "global": True}
+    return {"pool": p["pool"], "kernel": p["kernel_size"], "stride": p["stride"], "pad": p.get("pad", 0)}
+
+
+def check_topology(net, ckpt: registry.Checkpoint) -> None:
+    """Refuse a prototxt that does not describe the architecture we build (layer types, parameter layers'
+    hyper-parameters by name, and the pooling layers in order)."""
+    for layer in net.layers:
+        if layer.type not in caffe_layers.KNOWN_TYPES:
+            raise SenetZooError(net.source, f"layer '{layer.name}' has type '{layer.type}', which is not part of "
+                                f"the release's deploy networks ({', '.join(sorted(caffe_layers.KNOWN_TYPES))})")
+    by_name = {layer.name: layer for layer in net.layers}
+    for expected in parameter_layers(ckpt.architecture):
+        layer = by_name.get(expected.name)
+        if layer is None:
+            raise SenetZooError(net.source, f"has no layer '{expected.name}', which {ckpt.display_name} needs "
+                                "(is this the prototxt of another model?)")
+        if layer.type != expected.type:
+            raise SenetZooError(net.source, f"layer '{expected.name}' is a {layer.type}, {ckpt.display_name} "
+                                f"has a {expected.type} there")
+        if expected.type == "Convolution":
+            got, want = _conv_param(layer.proto), _expected_conv(expected)
+            if got != want:
+                raise SenetZooError(net.source, f"layer '{expected.name}': {got} differs from {ckpt.display_name}'s "
+                                    f"{want}")
+    pools = [layer for layer in net.layers if layer.type == "Pooling"]
+    want_pools = [layer for layer in release_layers(ckpt.architecture) if layer.type == "Pooling"]
+    if len(pools) != len(want_pools):
+        raise SenetZooError(net.source, f"has {len(pools)} Pooling layers, {ckpt.display_name} has {len(want_pools)}")
+    for layer, expected in zip(pools, want_pools):
+        got, want = _pool_param(layer.proto), _expected_pool(expected)
+        if got != want:
+            raise SenetZooError(net.source, f"Pooling layer '{layer.name}': {got} differs from {want}")
+        if layer.proto.pooling_param.HasField("round_mode") and layer.proto.pooling_param.round_mode != 0:
+            raise SenetZooError(net.source, f"Pooling layer '{layer.name}' rounds down (round_mode: FLOOR); the "
+                                "release's networks round up")
+
+
+def _bn_eps(name: str, *nets) -> float:
+    """eps of a BatchNorm layer: the deploy prototxt decides (Caffe builds the net from it), then the
+    caffemodel's own layer definition, then Caffe's default."""
+    for net in nets:
+        if net is None:
+            continue
+        layer = next((l for l in net.layers if l.name == name and l.proto is not None), None)
+        if layer is not None:
+            return float(layer.proto.batch_norm_param.eps)
+    return caffe_layers.CAFFE_BN_EPS
+
+
+def _describe_blobs(blobs: list[np.ndarray]) -> str:
+    return ", ".join("x".join(map(str, b.shape)) for b in blobs) or "none"
+
+
+def _guess_model(weights) -> str | None:
+    """Which registry model's parameter-layer names the caffemodel matches best (for error messages)."""
+    names = {layer.name for layer in weights.param_layers()}
+    best, best_score = None, 0.0
+    for ckpt_name in registry.names():
+        wanted = {l.name for l in parameter_layers(registry.get(ckpt_name).architecture)}
+        score = len(names & wanted) / max(len(names | wanted), 1)
+        if score > best_score:
+            best, best_score = ckpt_name, score
+    return best if best_score > 0.9 else None
+
+
+def map_weights(weights, ckpt: registry.Checkpoint, prototxt_net=None) -> dict[str, np.ndarray]:
+    """The PyTorch state dict of ``ckpt``'s architecture from a caffemodel's parameter layers."""
+    from ..models import build
+
+    expected_shapes = {k: tuple(v.shape) for k, v in build(ckpt.architecture).state_dict().items()}
+    source = weights.source
+    available = {layer.name: layer for layer in weights.param_layers()}
+    wanted = parameter_layers(ckpt.architecture)
+    missing = [l.name for l in wanted if l.name not in available]
+    if missing:
+        guess = _guess_model(weights)
+        hint = f"; it looks like {registry.get(guess).display_name}" if guess and guess != ckpt.name else ""
+        raise SenetZooError(source, f"is not a {ckpt.display_name} caffemodel: {len(missing)} of {len(wanted)} "
+                            f"parameter layers are missing, first '{missing[0]}'{hint}")
+    extra = sorted(set(available) - {l.name for l in wanted})
+    if extra:
+        raise SenetZooError(source, f"layer '{extra[0]}' (blobs {_describe_blobs(available[extra[0]].blobs)}) is not "
+                            f"part of {ckpt.display_name}" + (f", nor are {len(extra) - 1} more" if len(extra) > 1 else ""))
+
+    first_conv = next(l.name for l in wanted if l.type == "Convolution")
+    state: dict[str, np.ndarray] = {}
+    bn_pending: dict[str, Layer] = {}
+    for layer in wanted:
+        caffe = available[layer.name]
+        if caffe.proto is not None and caffe.type != layer.type:
+            raise SenetZooError(source, f"layer '{layer.name}' is a {caffe.type}, {ckpt.display_name} has a "
+                                f"{layer.type} there")
+        if layer.type == "Convolution":
+            tensors = caffe_layers.convolution(_blobs(caffe, 1, 2, source), reverse_input_channels=layer.name == first_conv)
+        elif layer.type == "InnerProduct":
+            tensors = caffe_layers.inner_product(_blobs(caffe, 1, 2, source), row_order=classes.sorted_to_devkit())
+        elif layer.type == "BatchNorm":
+            bn_pending[layer.module] = layer
+            continue
+        else:  # the Scale that follows a BatchNorm: one nn.BatchNorm2d together
+            bn = bn_pending.pop(layer.module)
+            bn_blobs = _blobs(available[bn.name], 3, 3, source)
+            tensors = caffe_layers.fold_batchnorm(bn_blobs, _bn_eps(bn.name, prototxt_net, weights),
+                                                  _blobs(caffe, 1, 2, source))
+        for key, value in tensors.items():
+            full = f"{layer.module}.{key}"
+            want = expected_shapes.get(full)
+            if want is None:
+                raise SenetZooError(source, f"layer '{layer.name}' has a blob for {full}, which "
+                                    f"{ckpt.display_name} lacks")
+            if tuple(value.shape) != want:
+                raise SenetZooError(source, f"layer '{layer.name}' has blobs {_describe_blobs(caffe.blobs)}; "
+                                    f"{ckpt.display_name} needs {'x'.join(map(str, want))} for {full}")
+            state[full] = value
+    missing_tensors = sorted(set(expected_shapes) - set(state))
+    if missing_tensors:  # a programming error in the layout, never a user error
+        raise AssertionError(f"no Caffe blob for {missing_tensors[:3]}")
+    return state
+
+
+def _blobs(layer, lo: int, hi: int, source) -> list[np.ndarray]:
+    if not lo <= len(layer.blobs) <= hi:
+        raise SenetZooError(source, f"layer '{layer.name}' ({layer.type}) has {len(layer.blobs)} blobs, expected "
+                            f"{lo if lo == hi else f'{lo} to {hi}'}")
+    return layer.blobs
+
+
+def check_release_hash(ckpt: registry.Checkpoint, caffemodel: Path, sha256: str, allow_unknown_hash: bool) -> None:
+    if ckpt.caffemodel_sha256 is None or sha256 == ckpt.caffemodel_sha256 or allow_unknown_hash:
+        return
+    raise SenetZooError(caffemodel, f"sha256 {sha256[:16]}… is not the released {ckpt.caffemodel} "
+                        f"({ckpt.caffemodel_sha256[:16]}…); pass --allow-unknown-hash to convert it anyway")
+
+
+def find_prototxt(ckpt: registry.Checkpoint, caffemodel: Path) -> Path | None:
+    """The release's prototxt beside the caffemodel, if the user keeps the release's file names."""
+    candidate = caffemodel.parent / ckpt.prototxt
+    return candidate if candidate.is_file() else None
+
+
+def convert(name: str, caffemodel: str | Path, output: str | Path, prototxt: str | Path | None = None,
+            allow_unknown_hash: bool = False, log: Callable[[str], None] = lambda s: None) -> ConvertResult:
+    from safetensors.numpy import save_file
+
+    from . import caffe_io
+
+    ckpt = registry.get(name)
+    caffemodel, output = Path(caffemodel), Path(output)
+    if not caffemodel.is_file():
+        raise SenetZooError(caffemodel, "no such file")
+    prototxt = Path(prototxt) if prototxt else find_prototxt(ckpt, caffemodel)
+    if prototxt is not None and not prototxt.is_file():
+        raise SenetZooError(prototxt, "no such file")
+    source_sha256 = sha256_file(caffemodel)
+    check_release_hash(ckpt, caffemodel, source_sha256, allow_unknown_hash)
+    prototxt_net = None
+    if prototxt is not None:
+        prototxt_net = caffe_io.read_prototxt(prototxt)
+        check_topology(prototxt_net, ckpt)
+        log(f"{prototxt}: topology matches {ckpt.display_name}")
+    weights = caffe_io.read_weights(caffemodel)
+    log(f"{caffemodel}: {len(weights.param_layers())} parameter layers, sha256 {source_sha256}")
+    state = map_weights(weights, ckpt, prototxt_net)
+    del weights
+    num_features = state["last_linear.weight"].shape[1]
+    config = hub_config(ckpt, num_features, caffemodel.name, source_sha256, CONVERTER_VERSION)
+    metadata = {"format": "pt", "model": ckpt.name, "source_file": caffemodel.name, "source_sha256": source_sha256,
+                "converter_version": CONVERTER_VERSION, "class_order": CLASS_ORDER}
+    with atomic_dir(output) as tmp:
+        save_file(state, str(tmp / "model.safetensors"), metadata=metadata)
+        (tmp / "config.json").write_text(json.dumps(config, indent=2) + "\n")
+    num_parameters = sum(int(v.size) for k, v in state.items() if not k.endswith(("running_mean", "running_var",
+                                                                                  "num_batches_tracked")))
+    return ConvertResult(ckpt.name, output, source_sha256, len(state), num_parameters)

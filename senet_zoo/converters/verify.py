@@ -1,0 +1,92 @@
+"""Equality evidence: the converted PyTorch model against an independent Caffe runtime on the same inputs."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .. import classes
+from ..errors import SenetZooError
+
+# max |Δlogit| allowed, relative to the spread (std) of the reference logits.
+TOLERANCE = 5e-3
+CAFFE_MEAN_BGR = np.array([104.0, 117.0, 123.0], np.float32)
+
+
+@dataclass
+class Agreement:
+    num_images: int
+    max_abs_diff: float
+    reference_std: float
+    top1_agree: int
+
+    @property
+    def ratio(self) -> float:
+        return self.max_abs_diff / self.reference_std if self.reference_std > 0 else float("inf")
+
+    @property
+    def ok(self) -> bool:
+        return self.ratio <= TOLERANCE and self.top1_agree == self.num_images
+
+    def summary(self) -> str:
+        return (f"{self.num_images} images: max |Δlogit| {self.max_abs_diff:.3g} = {self.ratio:.2e} × std of the "
+                f"reference logits ({self.reference_std:.3g}; tolerance {TOLERANCE:g}), top-1 agrees on "
+                f"{self.top1_agree}/{self.num_images}")
+
+
+def generated_images(n: int, seed: int = 0, size: int = 224) -> np.ndarray:
+    """Seeded natural-looking test inputs (N, size, size, 3) BGR uint8: smooth colour fields with edges,
+    so that every layer sees structured, image-like statistics rather than white noise."""
+    import cv2
+
+    rng = np.random.default_rng(seed)
+    images = np.empty((n, size, size, 3), np.uint8)
+    for i in range(n):
+        coarse = rng.uniform(0, 255, (rng.integers(3, 12), rng.integers(3, 12), 3)).astype(np.float32)
+        img = cv2.resize(coarse, (size, size), interpolation=cv2.INTER_CUBIC)
+        fine = cv2.resize(rng.normal(0, 25, (size // 4, size // 4, 3)).astype(np.float32), (size, size))
+        images[i] = np.clip(img + fine, 0, 255).astype(np.uint8)
+    return images
+
+
+def caffe_blob(images_bgr: np.ndarray) -> np.ndarray:
+    """The release's network input: BGR, 0-255, minus the mean, NCHW float32."""
+    return np.ascontiguousarray((images_bgr.astype(np.float32) - CAFFE_MEAN_BGR).transpose(0, 3, 1, 2))
+
+
+def torch_input(images_bgr: np.ndarray) -> torch.Tensor:
+    """The same input for a converted model: RGB; (x/255 - mean)/std with the converted config equals
+    pixel - mean, computed here without the two roundings."""
+    return torch.from_numpy(np.ascontiguousarray(caffe_blob(images_bgr)[:, ::-1]))
+
+
+def compare(model: torch.nn.Module, reference, images_bgr: np.ndarray, batch_size: int = 8) -> Agreement:
+    """``reference.forward(blob)`` gives devkit-ordered logits; the model gives sorted-wnid logits."""
+    ref_chunks, ours_chunks = [], []
+    for start in range(0, len(images_bgr), batch_size):
+        chunk = images_bgr[start:start + batch_size]
+        ref_chunks.append(reference.forward(caffe_blob(chunk))[:, classes.sorted_to_devkit()])
+        with torch.inference_mode():
+            ours_chunks.append(model(torch_input(chunk)).float().numpy())
+    ref, ours = np.concatenate(ref_chunks), np.concatenate(ours_chunks)
+    return Agreement(
+        num_images=len(images_bgr),
+        max_abs_diff=float(np.abs(ref.astype(np.float64) - ours).max()),
+        reference_std=float(ref.std()),
+        top1_agree=int((ref.argmax(1) == ours.argmax(1)).sum()),
+    )
+
+
+def load_images(folder: Path, limit: int, resize: int = 256, crop: int = 224) -> tuple[np.ndarray, list[str]]:
+    """Up to ``limit`` images from ``folder`` under the release's preprocessing (sorted by name)."""
+    from ..validation.preprocess import caffe_preprocess_file
+
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise SenetZooError(folder, "not a directory of images")
+    files = sorted(p for p in folder.rglob("*") if p.suffix.lower() in {".jpg", ".jpeg", ".png", ".bmp"})[:limit]
+    if not files:
+        raise SenetZooError(folder, "contains no .jpg/.jpeg/.png/.bmp images")
+    return np.stack([caffe_preprocess_file(p, resize, crop) for p in files]), [p.name for p in files]

@@ -1,0 +1,84 @@
+"""``create_model``: an architecture from the registry, with converted weights loaded and verified."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from .. import registry
+from ..errors import SenetZooError
+from . import build
+
+WEIGHTS_FILE = "model.safetensors"
+CONFIG_FILE = "config.json"
+
+
+def resolve_weights(path: str | Path) -> tuple[Path, Path | None]:
+    """(model.safetensors, config.json or None) for a converted folder or a direct safetensors path."""
+    path = Path(path)
+    if path.is_dir():
+        weights, config = path / WEIGHTS_FILE, path / CONFIG_FILE
+        if not weights.is_file():
+            raise SenetZooError(path, f"no {WEIGHTS_FILE} here (convert the release first: senet-zoo convert)")
+        return weights, config if config.is_file() else None
+    if not path.is_file():
+        raise SenetZooError(path, "no such file or directory")
+    config = path.with_name(CONFIG_FILE)
+    return path, config if config.is_file() else None
+
+
+def load_state(weights: Path) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+    """Tensors and metadata of a safetensors file (never a pickle)."""
+    from safetensors import SafetensorError, safe_open
+
+    try:
+        with safe_open(str(weights), framework="pt") as f:
+            metadata = f.metadata() or {}
+            state = {key: f.get_tensor(key) for key in f.keys()}
+    except (SafetensorError, OSError, ValueError) as e:
+        raise SenetZooError(weights, f"not a readable safetensors file ({str(e).splitlines()[0]})") from None
+    return state, metadata
+
+
+def load_weights(model: nn.Module, name: str, path: str | Path) -> dict[str, str]:
+    ckpt = registry.get(name)
+    weights, config = resolve_weights(path)
+    state, metadata = load_state(weights)
+    stored = metadata.get("model")
+    if config is not None:
+        try:
+            stored = json.loads(config.read_text()).get("senet_zoo", {}).get("model", stored)
+        except json.JSONDecodeError as e:
+            raise SenetZooError(config, f"not valid JSON ({e})") from None
+    if stored and stored != name:
+        raise SenetZooError(weights, f"holds weights of '{stored}', not '{name}'")
+    result = model.load_state_dict(state, strict=False)
+    if result.missing_keys or result.unexpected_keys:
+        what = (f"missing {result.missing_keys[0]}" if result.missing_keys else
+                f"unexpected {result.unexpected_keys[0]}")
+        raise SenetZooError(weights, f"does not fit {ckpt.display_name} ({what}, "
+                            f"{len(result.missing_keys)} missing, {len(result.unexpected_keys)} unexpected)")
+    return metadata
+
+
+def create_model(name: str, pretrained: bool | str | Path = False, **kwargs) -> nn.Module:
+    """An eval-mode model. Input: RGB in [0, 1], normalised with ``model.pretrained_cfg``'s mean/std;
+    output: 1000 logits in sorted-wnid order (torchvision/timm/ImageFolder order)."""
+    from .config import pretrained_cfg
+
+    ckpt = registry.get(name)
+    model = build(ckpt.architecture, **kwargs)
+    model.pretrained_cfg = pretrained_cfg(ckpt)
+    model.default_cfg = model.pretrained_cfg
+    if pretrained is True:
+        from ..hub.download import fetch_weights
+
+        pretrained = fetch_weights(name)
+    if pretrained:
+        try:
+            model.weights_metadata = load_weights(model, name, pretrained)
+        except RuntimeError as e:  # shape mismatches from load_state_dict
+            raise SenetZooError(pretrained, f"does not fit {ckpt.display_name}: {str(e).splitlines()[-1].strip()}") from None
+    return model.eval()
