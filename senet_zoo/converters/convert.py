@@ -55,11 +55,11 @@ def _expected_conv(layer: Layer) -> dict[str, int | bool]:
 def _pool_param(layer_proto) -> dict[str, Any]:
     p = layer_proto.pooling_param
     if p.global_pooling:
-        return {"pool": p.Pool.Name(p.pool), "global": True}
+        return {"pool": p.PoolMethod.Name(p.pool), "global": True}
     kernel = int(p.kernel_h) if p.HasField("kernel_h") else int(p.kernel_size)
     stride = int(p.stride_h) if p.HasField("stride_h") else int(p.stride)
     pad = int(p.pad_h) if p.HasField("pad_h") else int(p.pad)
-    return {"pool": p.Pool.Name(p.pool), "kernel": kernel, "stride": stride, "pad": pad}
+    return {"pool": p.PoolMethod.Name(p.pool), "kernel": kernel, "stride": stride, "pad": pad}
 
 
 def _expected_pool(layer: Layer) -> dict[str, Any]:
