@@ -1,6 +1,6 @@
 """Conversion time and peak memory per model, against reading the same caffemodel once (the I/O floor).
 
-Each measurement runs in a fresh subprocess so peak RSS (ru_maxrss) belongs to that one job. The
+Each measurement runs in a fresh subprocess so its peak RSS (VmHWM) belongs to that one job. The
 caffemodels are release-format files with seeded synthetic weights (the official topology and blob
 shapes, so the same size as the real release files).
 
@@ -21,13 +21,22 @@ MODELS = ["se_bn_inception", "se_resnet50", "se_resnet101", "se_resnet152", "se_
 
 # Run in the child: one job, then report wall time and peak RSS.
 CHILD = r"""
-import json, resource, sys, time
+import json, sys, time
 from pathlib import Path
+
+
+def hwm_mb():
+    # VmHWM is this process's own peak RSS; ru_maxrss would also carry the parent's peak across fork/exec.
+    for line in open("/proc/self/status"):
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+
+
 job, name, caffemodel, prototxt, out = sys.argv[1:6]
 if job == "convert":
     from senet_zoo.converters.convert import convert
     import senet_zoo.models, senet_zoo.converters.caffe_io  # imports (torch) are not the conversion's memory
-base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+base = hwm_mb()
 t0 = time.perf_counter()
 if job == "read_bytes":
     with open(caffemodel, "rb") as f:
@@ -38,8 +47,8 @@ if job == "read_bytes":
 else:
     convert(name, caffemodel, out, prototxt, allow_unknown_hash=True)
 elapsed = time.perf_counter() - t0
-print(json.dumps({"seconds": elapsed, "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
-                  "baseline_rss_mb": base / 1024}))
+print(json.dumps({"seconds": elapsed, "peak_rss_mb": hwm_mb(),
+                  "baseline_rss_mb": base}))
 """
 
 

@@ -135,7 +135,10 @@ def map_weights(weights, ckpt: registry.Checkpoint, prototxt_net=None) -> dict[s
     """The PyTorch state dict of ``ckpt``'s architecture from a caffemodel's parameter layers."""
     from ..models import build
 
-    expected_shapes = {k: tuple(v.shape) for k, v in build(ckpt.architecture).state_dict().items()}
+    import torch
+
+    with torch.device("meta"):  # shapes only: no memory, no initialisation
+        expected_shapes = {k: tuple(v.shape) for k, v in build(ckpt.architecture).state_dict().items()}
     source = weights.source
     available = {layer.name: layer for layer in weights.param_layers()}
     wanted = parameter_layers(ckpt.architecture)

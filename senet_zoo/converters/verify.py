@@ -10,9 +10,10 @@ import torch
 from .. import classes
 from ..errors import SenetZooError
 
+from .opencv_reference import caffe_input
+
 # max |Δlogit| allowed, relative to the spread (std) of the reference logits.
 TOLERANCE = 5e-3
-CAFFE_MEAN_BGR = np.array([104.0, 117.0, 123.0], np.float32)
 
 
 @dataclass
@@ -51,15 +52,10 @@ def generated_images(n: int, seed: int = 0, size: int = 224) -> np.ndarray:
     return images
 
 
-def caffe_blob(images_bgr: np.ndarray) -> np.ndarray:
-    """The release's network input: BGR, 0-255, minus the mean, NCHW float32."""
-    return np.ascontiguousarray((images_bgr.astype(np.float32) - CAFFE_MEAN_BGR).transpose(0, 3, 1, 2))
-
-
 def torch_input(images_bgr: np.ndarray) -> torch.Tensor:
     """The same input for a converted model: RGB; (x/255 - mean)/std with the converted config equals
     pixel - mean, computed here without the two roundings."""
-    return torch.from_numpy(np.ascontiguousarray(caffe_blob(images_bgr)[:, ::-1]))
+    return torch.from_numpy(np.ascontiguousarray(caffe_input(images_bgr)[:, ::-1]))
 
 
 def compare(model: torch.nn.Module, reference, images_bgr: np.ndarray, batch_size: int = 8) -> Agreement:
@@ -67,7 +63,7 @@ def compare(model: torch.nn.Module, reference, images_bgr: np.ndarray, batch_siz
     ref_chunks, ours_chunks = [], []
     for start in range(0, len(images_bgr), batch_size):
         chunk = images_bgr[start:start + batch_size]
-        ref_chunks.append(reference.forward(caffe_blob(chunk))[:, classes.sorted_to_devkit()])
+        ref_chunks.append(reference.forward(caffe_input(chunk))[:, classes.sorted_to_devkit()])
         with torch.inference_mode():
             ours_chunks.append(model(torch_input(chunk)).float().numpy())
     ref, ours = np.concatenate(ref_chunks), np.concatenate(ours_chunks)
