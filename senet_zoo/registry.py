@@ -6,8 +6,10 @@ in that one file; this module only parses it into typed records.
 from __future__ import annotations
 
 import functools
+import os
 from dataclasses import dataclass, field
 from importlib import resources
+from pathlib import Path
 from typing import Any
 
 import yaml
@@ -90,11 +92,28 @@ def _parse(name: str, entry: dict[str, Any], defaults: dict[str, Any]) -> Checkp
     )
 
 
-@functools.lru_cache(maxsize=None)
+# A registry other than the packaged one (tests of the Hub side; a maintainer preparing a release entry).
+REGISTRY_ENV = "SENET_ZOO_REGISTRY"
+
+
 def _load() -> dict[str, Checkpoint]:
-    text = resources.files("senet_zoo").joinpath("data/checkpoints.yaml").read_text(encoding="utf-8")
-    doc = yaml.safe_load(text)
-    return {name: _parse(name, entry, doc) for name, entry in doc["models"].items()}
+    return _load_from(os.environ.get(REGISTRY_ENV) or None)
+
+
+@functools.lru_cache(maxsize=None)
+def _load_from(path: str | None) -> dict[str, Checkpoint]:
+    if path is None:
+        text = resources.files("senet_zoo").joinpath("data/checkpoints.yaml").read_text(encoding="utf-8")
+    else:
+        try:
+            text = Path(path).read_text(encoding="utf-8")
+        except OSError as e:
+            raise SenetZooError(path, f"cannot read the registry named by ${REGISTRY_ENV} ({e.strerror})") from None
+    try:
+        doc = yaml.safe_load(text)
+        return {name: _parse(name, entry, doc) for name, entry in doc["models"].items()}
+    except (yaml.YAMLError, KeyError, TypeError, ValueError) as e:
+        raise SenetZooError(path or "checkpoints.yaml", f"not a valid registry ({type(e).__name__}: {e})") from None
 
 
 def names() -> list[str]:

@@ -1,0 +1,223 @@
+"""The model card (``README.md``) of a pushed model: YAML metadata the Hub indexes, then provenance, the
+published and reproduced numbers side by side, preprocessing, usage and citation.
+
+Every number comes from the registry (published) or from the validation records (reproduced); nothing is
+typed in here. The YAML is produced by ``huggingface_hub.ModelCardData`` so that the Hub parses it back.
+"""
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from .. import registry
+
+if TYPE_CHECKING:
+    from .gate import GateDecision
+
+RELEASE_URL = "https://github.com/hujie-frank/SENet"
+# Hub library for models timm cannot build (SE-BN-Inception has no timm twin). The Hub accepts any
+# library name; this one says honestly which package loads the weights.
+OWN_LIBRARY = "senet-zoo"
+
+CITATION = """\
+@article{hu2019senet,
+  title   = {Squeeze-and-Excitation Networks},
+  author  = {Hu, Jie and Shen, Li and Albanie, Samuel and Sun, Gang and Wu, Enhua},
+  journal = {IEEE Transactions on Pattern Analysis and Machine Intelligence},
+  volume  = {42},
+  number  = {8},
+  pages   = {2011--2023},
+  year    = {2020},
+  note    = {Published online 2019},
+  doi     = {10.1109/TPAMI.2019.2913372}
+}
+
+@inproceedings{hu2018senet,
+  title     = {Squeeze-and-Excitation Networks},
+  author    = {Hu, Jie and Shen, Li and Sun, Gang},
+  booktitle = {Proceedings of the IEEE Conference on Computer Vision and Pattern Recognition (CVPR)},
+  pages     = {7132--7141},
+  year      = {2018}
+}"""
+
+
+def _fmt(x: float | None, digits: int = 2) -> str:
+    return "–" if x is None else f"{x:.{digits}f}"
+
+
+def _ci(record, key: str) -> str:
+    ci = record.get("results", f"{key}_ci95")
+    return f" [{ci[0]:.2f}, {ci[1]:.2f}]" if isinstance(ci, (list, tuple)) and len(ci) == 2 else ""
+
+
+def card_metadata(decision: "GateDecision", repo_id: str) -> "ModelCardData":  # noqa: F821
+    from huggingface_hub import EvalResult, ModelCardData
+
+    ckpt = registry.get(decision.model)
+    timm_ok = ckpt.timm_architecture is not None
+    tags = ["image-classification", "squeeze-and-excitation", "senet-zoo", "caffe-conversion", "safetensors"]
+    if timm_ok:
+        tags.insert(1, "timm")
+    results = []
+    for size, check in sorted(decision.accepted.items()):   # measured here, by sound records only
+        if check.comparison == "reference":  # the stand-in's images are not ImageNet's: no claim about it
+            continue
+        r = check.record
+        for metric, err, label in (("accuracy", r.top1_err, "Top-1"), ("top_5_accuracy", r.top5_err, "Top-5")):
+            results.append(EvalResult(
+                task_type="image-classification", task_name="Image Classification",
+                dataset_type="imagenet-1k", dataset_name="ImageNet-1k (ILSVRC2012 validation)",
+                dataset_split="validation", metric_type=metric, metric_value=round(100.0 - err, 2),
+                metric_name=f"{label} accuracy ({size}x{size} centre crop)"))
+    return ModelCardData(
+        license="apache-2.0",
+        library_name="timm" if timm_ok else OWN_LIBRARY,
+        tags=tags,
+        datasets=["imagenet-1k"],
+        pipeline_tag="image-classification",
+        model_name=repo_id.split("/")[-1] if results else None,   # names the model-index entry only
+        eval_results=results or None,
+    )
+
+
+def _results_section(decision: "GateDecision") -> list[str]:
+    ckpt = registry.get(decision.model)
+    out = ["## ImageNet-1k validation: published and reproduced errors", ""]
+    if not decision.accepted:
+        out += ["No validation record vouches for these weights (see the warning above).", ""]
+    for size, check in sorted(decision.accepted.items()):
+        r = check.record
+        setting = ckpt.eval_setting(size)
+        title = f"### {size}×{size} centre crop (shorter side resized to {setting.resize if setting else '?'})"
+        if check.comparison == "reference":
+            title += ": compared with the reference runtime, not with the published errors"
+        out += [title, "",
+                "| | top-1 err (%) | top-5 err (%) |", "| --- | --- | --- |"]
+        for pub in ckpt.published.values():
+            if pub.img_size == size:
+                out.append(f"| Published: {pub.source} | {_fmt(pub.top1_err)} | {_fmt(pub.top5_err)} |")
+        if check.comparison == "reference":
+            out.append(f"| Compared with: {r.published_source} | {_fmt(r.get('published', 'top1_err'))} | "
+                       f"{_fmt(r.get('published', 'top5_err'))} |")
+        n = r.num_images
+        out.append(f"| **Reproduced here** (senet-zoo, {n:,} images, 95% CI) | **{_fmt(r.top1_err)}**"
+                   f"{_ci(r, 'top1_err')} | **{_fmt(r.top5_err)}**{_ci(r, 'top5_err')} |")
+        d1, d5 = r.get("delta", "top1_err"), r.get("delta", "top5_err")
+        if d1 is not None and d5 is not None:
+            out.append(f"| Reproduced − compared | {d1:+.2f} | {d5:+.2f} |")
+        out += ["", f"Verdict: **{r.verdict}** against *{check.published_label or r.published_source}* "
+                f"(tolerance {r.get('tolerance_pp')} percentage points). Record: "
+                f"[`validation/{r.path.name}`](validation/{r.path.name}).", ""]
+        if check.comparison == "reference":
+            out += ["> These numbers compare the conversion with the reference Caffe runtime on the same "
+                    "images, not with the release's published errors.", ""]
+    release, paper = ckpt.published.get("release"), ckpt.published.get("paper")
+    if release and paper and (release.top1_err, release.top5_err) != (paper.top1_err, paper.top5_err):
+        out += ["The release README's numbers are those of these exact caffemodels; the paper's come from "
+                "models trained differently, so only the release numbers are a reproduction target.", ""]
+    if decision.others:
+        out += ["### Other evaluations of these weights", "",
+                "| img size | preprocessing | precision | images | top-1 err (%) | top-5 err (%) | verdict | record |",
+                "| --- | --- | --- | --- | --- | --- | --- | --- |"]
+        for c in decision.others:
+            r = c.record
+            out.append(f"| {r.img_size} | {r.get('preprocess', 'name')} | {r.get('precision')} | {r.num_images:,} | "
+                       f"{_fmt(r.top1_err)} | {_fmt(r.top5_err)} | {r.verdict} | `validation/{r.path.name}` |")
+        out.append("")
+    return out
+
+
+def _provenance_section(decision: "GateDecision", file_names: dict) -> list[str]:
+    ckpt = registry.get(decision.model)
+    w = decision.weights
+    if ckpt.caffemodel_sha256 is None:
+        match = "the release's hash is not recorded anywhere we trust, so it cannot be checked"
+    elif w.source_sha256 == ckpt.caffemodel_sha256:
+        match = "the hash of the released file as recorded by OpenVINO's Open Model Zoo"
+    else:
+        match = f"**not** the released file, whose sha256 is `{ckpt.caffemodel_sha256}`"
+    out = ["## Provenance", "",
+           f"- Release: [{RELEASE_URL}]({RELEASE_URL}), file `{w.source_file}`, sha256 `{w.source_sha256}` "
+           f"({match}).",
+           f"- Converted by senet-zoo, converter version `{w.converter_version}`: every tensor comes from a "
+           f"caffemodel blob and every blob is used; class order "
+           f"`{w.metadata.get('class_order', w.config.get('senet_zoo', {}).get('class_order'))}` "
+           "(the caffemodels answer in ILSVRC2012 devkit order; the classifier rows are permuted so that "
+           "logits follow sorted WordNet IDs, like torchvision and timm).",
+           f"- Weights: `model.safetensors`, {w.size:,} bytes, {w.num_tensors} tensors, sha256 `{w.sha256}`."]
+    for r in decision.records:
+        env = r.get("environment") or {}
+        pre = r.get("preprocess") or {}
+        data = r.get("data") or {}
+        hw = env.get("gpu") or env.get("device") or "?"
+        sw = ", ".join(f"{k} {env[k]}" for k in ("torch", "cuda", "cudnn") if env.get(k))
+        out.append(
+            f"- Validation `validation/{file_names.get(id(r), r.path.name)}` ({r.created[:10] or 'undated'}): "
+            f"{r.get('data', 'num_images') or r.num_images:,} images ({data.get('layout', '?')} layout, labels from "
+            f"{data.get('label_source', '?')}), preprocessing `{pre.get('name', '?')}`, {r.get('precision')}, "
+            f"{hw} ×{env.get('world_size', 1)}, {sw}, senet-zoo {env.get('senet_zoo', '?')}; per-image top-5 "
+            f"predictions in `validation/{r.get('predictions', 'file')}` (sha256 `{r.get('predictions', 'sha256')}`).")
+    out.append("")
+    return out
+
+
+def _preprocessing_section(decision: "GateDecision") -> list[str]:
+    ckpt = registry.get(decision.model)
+    sizes = ", ".join(f"shorter side {e.resize} → centre crop {e.img_size}" for e in ckpt.eval)
+    return [
+        "## Preprocessing", "",
+        f"The published errors were measured with Caffe's preprocessing, which is what reproduces them: decode "
+        f"with OpenCV (BGR), bilinear resize of the shorter side without antialiasing, centre crop ({sizes}), "
+        "subtract the BGR mean (104, 117, 123), no scaling. senet-zoo's `validate` implements exactly that "
+        "(`caffe` preprocessing).", "",
+        "The model takes RGB input in [0, 1] normalised with the `mean` (123, 117, 104)/255 and `std` 1/255 of "
+        "`config.json`, which is Caffe's input; the channel order is restored inside the first convolution. "
+        "timm's default PIL pipeline (`resolve_data_config` + `create_transform`: PIL decode, antialiased "
+        "resize by `crop_pct` 0.875) differs slightly from Caffe's, so its errors differ slightly from the "
+        "numbers above.", ""]
+
+
+def _usage_section(decision: "GateDecision", repo_id: str) -> list[str]:
+    ckpt = registry.get(decision.model)
+    name = decision.model
+    out = ["## Usage", "", "With senet-zoo (`pip install senet-zoo`):", "", "```python", "import senet_zoo", "",
+           f'model = senet_zoo.create_model("{name}", pretrained=True)',
+           f"# downloads the revision pinned in senet-zoo's checkpoints.yaml and checks its sha256",
+           f"# ({decision.weights.sha256}) before loading; works offline (HF_HUB_OFFLINE=1) from the cache",
+           "```", "", "or from this repository directly:", "", "```python",
+           "from huggingface_hub import snapshot_download", "import senet_zoo", "",
+           f'model = senet_zoo.create_model("{name}", pretrained=snapshot_download("{repo_id}"))', "```", ""]
+    if ckpt.timm_architecture:
+        out += ["With [timm](https://github.com/huggingface/pytorch-image-models) (architecture "
+                f"`{ckpt.timm_architecture}`, same outputs):", "", "```python", "import timm", "import torch", "",
+                f'model = timm.create_model("hf-hub:{repo_id}", pretrained=True).eval()',
+                "config = timm.data.resolve_data_config({}, model=model)",
+                "transform = timm.data.create_transform(**config)  # PIL pipeline, see Preprocessing",
+                "with torch.no_grad():",
+                "    top5 = model(transform(image).unsqueeze(0)).topk(5)  # image: a PIL RGB image", "```", ""]
+    else:
+        out += [f"timm has no {ckpt.display_name} architecture; load it with senet-zoo.", ""]
+    out += ["Labels: `config.json` `label_names` holds the 1000 WordNet IDs in output order.", ""]
+    return out
+
+
+def render_model_card(decision: "GateDecision", repo_id: str, file_names: dict | None = None) -> str:
+    """The README.md text; ``file_names`` maps ``id(record)`` to its name under ``validation/``."""
+    ckpt = registry.get(decision.model)
+    file_names = file_names or {}
+    meta = card_metadata(decision, repo_id)
+    lines = ["---", meta.to_yaml(), "---", "",
+             f"# {ckpt.display_name}: the Caffe release, converted to PyTorch", "",
+             f"The released Caffe weights of **{ckpt.display_name}** ([{RELEASE_URL}]({RELEASE_URL})), "
+             "converted exactly to PyTorch (safetensors) by senet-zoo and re-validated on the ImageNet-1k "
+             "validation set against the published errors.", ""]
+    if decision.forced_reason:
+        lines += ["> **Warning: published without passing senet-zoo's validation gate.**",
+                  f"> Reason given: {decision.forced_reason}",
+                  f"> The gate said: {decision.refusal or 'nothing (it passed)'}", ""]
+    lines += _results_section(decision)
+    lines += _provenance_section(decision, file_names)
+    lines += _preprocessing_section(decision)
+    lines += _usage_section(decision, repo_id)
+    lines += ["## Citation", "", "```bibtex", CITATION, "```", "",
+              "License: the release is Apache-2.0; so are these converted weights.", ""]
+    return "\n".join(lines)
