@@ -38,7 +38,7 @@ def run(args: argparse.Namespace) -> int:
     started = time.perf_counter()
 
     def step(n: int, text: str) -> None:
-        print(f"\n[{n}/6] {text}  (+{time.perf_counter() - started:.1f}s)", flush=True)
+        print(f"\n[{n}/5] {text}  (+{time.perf_counter() - started:.1f}s)", flush=True)
 
     step(1, f"release files: {ckpt.display_name} in the official topology, seeded synthetic weights")
     prototxt = write_release_prototxt(ckpt.architecture, release / ckpt.prototxt)
@@ -72,7 +72,7 @@ def run(args: argparse.Namespace) -> int:
 
     staged = run_demo_hub(work / "hub", weights, [record], log=lambda s: print("  " + s))
 
-    step(6, "done")
+    print(f"\ndone in {time.perf_counter() - started:.1f}s")
     print(f"  release files  {release}\n  converted      {weights}\n  record         {record}\n"
-          f"  hub folder     {staged}\n  total          {time.perf_counter() - started:.1f}s")
+          f"  hub folder     {staged}")
     return 0

@@ -105,7 +105,7 @@ def _verify(name: str, caffemodel: Path, weights: Path, prototxt: Path | None, a
     from .. import create_model
     from .convert import find_prototxt
     from .opencv_reference import OpenCVCaffeNet
-    from .verify import compare, generated_images, load_images
+    from .verify import binary_caffemodel_for_opencv, compare, generated_images, load_images
 
     ckpt = registry.get(name)
     if not Path(caffemodel).is_file():
@@ -124,7 +124,7 @@ def _verify(name: str, caffemodel: Path, weights: Path, prototxt: Path | None, a
 
             prototxt = write_release_prototxt(ckpt.architecture, Path(tmp) / ckpt.prototxt)
             print(f"reference topology: the release layout of {ckpt.display_name} (no prototxt given)")
-        reference = OpenCVCaffeNet(prototxt, caffemodel)
+        reference = OpenCVCaffeNet(prototxt, binary_caffemodel_for_opencv(prototxt, caffemodel, Path(tmp)))
         agreement = compare(model, reference, images)
     verdict = "EQUAL" if agreement.ok else "DIFFERENT"
     print(f"{ckpt.display_name} vs OpenCV's Caffe runtime: {agreement.summary()} -> {verdict}")

@@ -75,6 +75,26 @@ def compare(model: torch.nn.Module, reference, images_bgr: np.ndarray, batch_siz
     )
 
 
+HDF5_MAGIC = b"\x89HDF\r\n\x1a\n"
+
+
+def binary_caffemodel_for_opencv(prototxt: Path, caffemodel: Path, folder: Path) -> Path:
+    """OpenCV reads only binary caffemodels: an HDF5 snapshot's blobs are re-encoded, unchanged, into the
+    binary format (our writer, round-trip tested bit for bit) with the prototxt's layer definitions."""
+    from . import caffe_io
+
+    with open(caffemodel, "rb") as f:
+        if f.read(len(HDF5_MAGIC)) != HDF5_MAGIC:
+            return Path(caffemodel)
+    blobs = {layer.name: layer.blobs for layer in caffe_io.read_weights(caffemodel).param_layers()}
+    net = caffe_io.read_prototxt(prototxt)
+    for layer in net.layers:
+        layer.blobs = blobs.get(layer.name, [])
+    binary = Path(folder) / (Path(caffemodel).name.removesuffix(".h5") + ".binary.caffemodel")
+    caffe_io.write_caffemodel(net, binary)
+    return binary
+
+
 def load_images(folder: Path, limit: int, resize: int = 256, crop: int = 224) -> tuple[np.ndarray, list[str]]:
     """Up to ``limit`` images from ``folder`` under the release's preprocessing (sorted by name)."""
     from ..validation.preprocess import caffe_preprocess_file

@@ -3,6 +3,7 @@ back through timm's local-folder loader (``timm.create_model('local-dir:PATH', p
 code path as ``hf-hub:`` after download), checking its outputs against ``senet_zoo.create_model``."""
 from __future__ import annotations
 
+import importlib.util
 import json
 from pathlib import Path
 from typing import Callable
@@ -53,6 +54,9 @@ def run_demo_hub(work_dir: Path, weights_dir: Path, records: list[Path], log: Ca
     log(f"dry run for {repo_id}: {staged} holds {', '.join(files)}; nothing uploaded")
     if ckpt.timm_architecture is None:
         log(f"timm has no {ckpt.display_name}; skipping the timm load-back")
+        return staged
+    if importlib.util.find_spec("timm") is None:
+        log("timm is not installed: skipping the timm load-back (pip install 'senet-zoo[timm]')")
         return staged
     result = compare_with_timm(name, weights_dir, staged)
     log(f"timm.create_model('local-dir:{staged}', pretrained=True) -> {result['architecture']}: max |Δlogit| "
