@@ -38,18 +38,11 @@ class Agreement:
 
 
 def generated_images(n: int, seed: int = 0, size: int = 224) -> np.ndarray:
-    """Seeded natural-looking test inputs (N, size, size, 3) BGR uint8: smooth colour fields with edges,
-    so that every layer sees structured, image-like statistics rather than white noise."""
-    import cv2
+    """Seeded natural-looking test inputs (N, size, size, 3) BGR uint8 (smooth colour fields with texture),
+    the same generator that calibrates synthetic weights (which offsets its seeds, so they never coincide)."""
+    from .synthetic import calibration_images
 
-    rng = np.random.default_rng(seed)
-    images = np.empty((n, size, size, 3), np.uint8)
-    for i in range(n):
-        coarse = rng.uniform(0, 255, (rng.integers(3, 12), rng.integers(3, 12), 3)).astype(np.float32)
-        img = cv2.resize(coarse, (size, size), interpolation=cv2.INTER_CUBIC)
-        fine = cv2.resize(rng.normal(0, 25, (size // 4, size // 4, 3)).astype(np.float32), (size, size))
-        images[i] = np.clip(img + fine, 0, 255).astype(np.uint8)
-    return images
+    return calibration_images(n, seed, size)
 
 
 def torch_input(images_bgr: np.ndarray) -> torch.Tensor:
