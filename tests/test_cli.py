@@ -42,6 +42,21 @@ def test_convert_all_finds_release_files_and_verifies(tmp_path):
         assert config["senet_zoo"]["model"] == name
     assert not (tmp_path / "out" / "senet154").exists()
 
+    # verify on a user's images (real JPEGs of odd sizes), under the release's preprocessing
+    import cv2
+    import numpy as np
+
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    rng = np.random.default_rng(0)
+    for i, (h, w) in enumerate([(300, 450), (512, 260)]):
+        image = cv2.resize(rng.uniform(0, 255, (6, 9, 3)).astype(np.uint8), (w, h), interpolation=cv2.INTER_CUBIC)
+        cv2.imwrite(str(photos / f"photo{i}.jpg"), image)
+    res = run_cli("verify", "--model", "se_resnet50", "--caffemodel", release / "SE-ResNet-50.caffemodel",
+                  "--weights", tmp_path / "out" / "se_resnet50", "--images", photos)
+    assert res.returncode == 0, res.stdout + res.stderr
+    assert "2 images from" in res.stdout and "-> EQUAL" in res.stdout
+
 
 def test_convert_all_without_release_files(tmp_path):
     res = run_cli("convert", "--all", "--release-dir", tmp_path)
@@ -70,3 +85,17 @@ def test_create_model_refuses_weights_of_another_model(tmp_path):
     (tmp_path / "junk.safetensors").write_bytes(b"\x00" * 64)
     with pytest.raises(SenetZooError, match="safetensors"):
         create_model("se_resnet50", pretrained=tmp_path / "junk.safetensors")
+
+
+def test_verify_exits_1_when_the_weights_differ_from_the_caffemodel(tmp_path):
+    ckpt = registry.get("se_bn_inception")
+    prototxt = write_release_prototxt(ckpt.architecture, tmp_path / ckpt.prototxt)
+    for seed in (4, 5):
+        caffe_io.write_caffemodel(synthesize(caffe_io.read_prototxt(prototxt), seed=seed),
+                                  tmp_path / f"seed{seed}.caffemodel")
+    res = run_cli("convert", "--model", "se_bn_inception", "--caffemodel", tmp_path / "seed4.caffemodel",
+                  "--prototxt", prototxt, "--output", tmp_path / "out", "--allow-unknown-hash")
+    assert res.returncode == 0, res.stderr
+    res = run_cli("verify", "--model", "se_bn_inception", "--caffemodel", tmp_path / "seed5.caffemodel",
+                  "--prototxt", prototxt, "--weights", tmp_path / "out", "--num-images", "2")
+    assert res.returncode == 1 and "-> DIFFERENT" in res.stdout, res.stdout + res.stderr
