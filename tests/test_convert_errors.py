@@ -141,3 +141,13 @@ def test_failed_conversion_keeps_previous_output(release, tmp_path):
                    "--allow-unknown-hash").returncode == 2
     assert {p.name: p.read_bytes() for p in out.iterdir()} == before
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".out")] == []
+
+
+def test_refuses_to_replace_a_folder_with_other_files(release, tmp_path):
+    _, caffemodel, _ = release["se_resnet50"]
+    precious = tmp_path / "home"
+    precious.mkdir()
+    (precious / "thesis.tex").write_text("years of work")
+    assert_one_line_error(run_cli("convert", "--model", "se_resnet50", "--caffemodel", caffemodel, "--output",
+                                  precious, "--allow-unknown-hash"), precious, "other files")
+    assert (precious / "thesis.tex").read_text() == "years of work"

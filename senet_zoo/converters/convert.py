@@ -209,6 +209,19 @@ def find_prototxt(ckpt: registry.Checkpoint, caffemodel: Path) -> Path | None:
     return candidate if candidate.is_file() else None
 
 
+OUTPUT_FILES = frozenset({"model.safetensors", "config.json"})
+
+
+def _check_output_folder(output: Path) -> None:
+    """The output folder is replaced as a whole: only a new, empty or earlier converted folder may be."""
+    if output.exists():
+        if not output.is_dir():
+            raise SenetZooError(output, "exists and is not a folder")
+        others = sorted(p.name for p in output.iterdir() if p.name not in OUTPUT_FILES)
+        if others:
+            raise SenetZooError(output, f"exists and holds other files ({others[0]}…); give a new or empty folder")
+
+
 def convert(name: str, caffemodel: str | Path, output: str | Path, prototxt: str | Path | None = None,
             allow_unknown_hash: bool = False, log: Callable[[str], None] = lambda s: None) -> ConvertResult:
     from safetensors.numpy import save_file
@@ -222,6 +235,7 @@ def convert(name: str, caffemodel: str | Path, output: str | Path, prototxt: str
     prototxt = Path(prototxt) if prototxt else find_prototxt(ckpt, caffemodel)
     if prototxt is not None and not prototxt.is_file():
         raise SenetZooError(prototxt, "no such file")
+    _check_output_folder(output)
     source_sha256 = sha256_file(caffemodel)
     check_release_hash(ckpt, caffemodel, source_sha256, allow_unknown_hash)
     prototxt_net = None
