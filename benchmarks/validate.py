@@ -1,0 +1,259 @@
+"""Validation throughput: our input pipeline and evaluation loop against timm's, on the same JPEG folder.
+
+Both sides read the same generated ImageNet-like JPEG folder (an ImageFolder tree of wnid sub-folders; sizes
+500x375, 375x500, 500x333, 333x500, 500x500 at quality 90, ~100 KB each, like ILSVRC2012 val) in the same run:
+
+* input pipeline: decoded, resized, cropped batches delivered as normalised float32 on the device, no model.
+  ours = ``senet_zoo.validation.evaluate``'s ``BatchDataset``/``make_loader`` (OpenCV decode + INTER_LINEAR,
+  uint8 batches, normalisation on the device); timm = ``timm.data.create_dataset`` + ``create_loader`` with
+  the model's resolved data config, prefetcher on, as timm's ``validate.py`` does (PIL decode + antialiased
+  bilinear, ``fast_collate``, ``PrefetchLoader`` normalisation);
+* end to end: the model on top. ours = ``evaluate()`` (what ``senet-zoo validate`` runs); timm = timm's
+  ``validate.py`` loop (``inference_mode``, optional AMP / channels_last, top-1/top-5 bookkeeping).
+
+Input-pipeline images/s are steady-state (the clock starts when the first batch arrives, so worker start-up is
+excluded on both sides); end-to-end images/s include it on both sides (from starting the workers to the last
+result). Every figure is the median of ``--repeat`` runs, ours and timm's interleaved.
+
+    .venv/bin/python benchmarks/validate.py                      # CPU, SE-ResNet-50, 1 and 2 workers
+    .venv/bin/python benchmarks/validate.py --device cuda --model senet154 --images 4000 \\
+        --workers 8 --batch-size 128 --precision fp32 bf16 --e2e-images 4000   # see gpu_validate.sh
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+SHAPES = [(375, 500), (500, 375), (333, 500), (500, 333), (500, 500)]
+WNIDS = ["n01440764", "n01443537", "n01484850", "n01491361", "n01494475", "n01496331", "n01498041", "n01514668"]
+
+
+def make_images(root: Path, n: int, seed: int = 0) -> Path:
+    """``n`` ImageNet-sized JPEGs in an ImageFolder tree (kept if already there)."""
+    import cv2
+
+    marker = root / f".complete-{n}-{seed}"
+    if marker.exists():
+        return root
+    rng = np.random.default_rng(seed)
+    for i in range(n):
+        h, w = SHAPES[i % len(SHAPES)]
+        base = cv2.resize(rng.uniform(0, 255, (6, 8, 3)).astype(np.float32), (w, h), interpolation=cv2.INTER_CUBIC)
+        mid = cv2.resize(rng.normal(0, 30, (h // 6, w // 6, 3)).astype(np.float32), (w, h))
+        img = np.clip(base + mid + rng.normal(0, 14, (h, w, 3)).astype(np.float32), 0, 255).astype(np.uint8)
+        d = root / WNIDS[i % len(WNIDS)]
+        d.mkdir(parents=True, exist_ok=True)
+        cv2.imwrite(str(d / f"img_{i:06d}.JPEG"), img, [cv2.IMWRITE_JPEG_QUALITY, 90])
+    marker.touch()
+    return root
+
+
+def _steady(batches, consume) -> tuple[float, int]:
+    """(images/s after the first batch, images)."""
+    t0, n0, n = None, 0, 0
+    for b in batches:
+        k = consume(b)
+        n += k
+        if t0 is None:
+            t0, n0 = time.perf_counter(), n
+    elapsed = time.perf_counter() - t0
+    return (n - n0) / elapsed if elapsed > 0 else float("nan"), n
+
+
+# ---------------------------------------------------------------------------------------- pipelines
+
+def ours_pipeline(root: Path, model, device, batch_size: int, workers: int):
+    import torch
+
+    from senet_zoo.validation.data import load_eval_set
+    from senet_zoo.validation.evaluate import BatchDataset, make_loader, start
+    from senet_zoo.validation.preprocess import Preprocessing
+
+    cfg = model.pretrained_cfg
+    evalset = load_eval_set(root)
+    prep = Preprocessing("caffe", 256, 224)
+    ds = BatchDataset([evalset.path(i) for i in range(len(evalset))], prep, batch_size)
+    loader = make_loader(ds, list(range(len(ds))), workers, device.type == "cuda")
+    mean = torch.tensor(np.asarray(cfg["mean"]) * 255, dtype=torch.float32, device=device).view(1, 3, 1, 1)
+    std = torch.tensor(np.asarray(cfg["std"]) * 255, dtype=torch.float32, device=device).view(1, 3, 1, 1)
+
+    def consume(item):
+        _, images, _ = item
+        x = images.to(device, non_blocking=True).permute(0, 3, 1, 2).float().contiguous().sub_(mean).div_(std)
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        return x.shape[0]
+
+    return _steady(start(loader), consume)
+
+
+def timm_loader(root: Path, model, device, batch_size: int, workers: int):
+    from timm.data import create_dataset, create_loader, resolve_data_config
+
+    cfg = resolve_data_config({}, model=model)
+    ds = create_dataset("", root=str(root), split="validation")
+    return create_loader(ds, input_size=cfg["input_size"], batch_size=batch_size, use_prefetcher=True,
+                         interpolation=cfg["interpolation"], mean=cfg["mean"], std=cfg["std"],
+                         num_workers=workers, crop_pct=cfg["crop_pct"], crop_mode=cfg.get("crop_mode"),
+                         pin_memory=device.type == "cuda", device=device)
+
+
+def timm_pipeline(root: Path, model, device, batch_size: int, workers: int):
+    import torch
+
+    loader = timm_loader(root, model, device, batch_size, workers)
+
+    def consume(item):
+        x, _ = item
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        return x.shape[0]
+
+    return _steady(loader, consume)
+
+
+# ------------------------------------------------------------------------------------------ end to end
+
+def ours_e2e(root: Path, model, device, batch_size: int, workers: int, precision: str):
+    from senet_zoo.validation import distributed
+    from senet_zoo.validation.data import load_eval_set
+    from senet_zoo.validation.evaluate import EvalOptions, evaluate
+    from senet_zoo.validation.preprocess import Preprocessing
+    from senet_zoo.validation.runner import set_numerics
+
+    set_numerics(precision)
+    cfg = model.pretrained_cfg
+    evalset = load_eval_set(root)
+    channels_last = device.type == "cuda" and precision != "fp32"
+    m = model.to(device)
+    if channels_last:
+        m = m.to(memory_format=__import__("torch").channels_last)
+    opts = EvalOptions(device=device, precision=precision, batch_size=batch_size, workers=workers,
+                       channels_last=channels_last, show_progress=False)
+    out = evaluate(m, evalset, Preprocessing("caffe", 256, 224), cfg["mean"], cfg["std"], opts,
+                   distributed.Dist(), None, False, log=lambda s: None)
+    return out.session_images / out.session_time_s, out.session_images
+
+
+def timm_e2e(root: Path, model, device, batch_size: int, workers: int, precision: str):
+    """timm validate.py's loop (its defaults on CUDA: TF32 and cudnn.benchmark on)."""
+    import contextlib
+
+    import torch
+    from timm.utils import accuracy
+
+    if device.type == "cuda":
+        torch.backends.cuda.matmul.allow_tf32 = True
+        torch.backends.cudnn.allow_tf32 = True
+        torch.backends.cudnn.benchmark = True
+        torch.backends.cudnn.deterministic = False
+    loader = timm_loader(root, model, device, batch_size, workers)
+    channels_last = device.type == "cuda" and precision != "fp32"
+    m = model.to(device)
+    if channels_last:
+        m = m.to(memory_format=torch.channels_last)
+    amp = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(precision)
+    autocast = (lambda: torch.autocast(device_type=device.type, dtype=amp)) if amp else contextlib.nullcontext
+
+    def consume(item):
+        x, target = item
+        if channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        with autocast():
+            output = m(x)
+        acc1, acc5 = accuracy(output.detach(), target, topk=(1, 5))
+        acc1.item()  # validate.py's AverageMeter update syncs here
+        return x.shape[0]
+
+    with torch.inference_mode():
+        t0 = time.perf_counter()  # as ours: from starting the workers to the last batch
+        n = sum(consume(item) for item in loader)
+    return n / (time.perf_counter() - t0), n
+
+
+# ----------------------------------------------------------------------------------------------- main
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--data", type=Path, help="image folder to use/create (default: a temporary one)")
+    p.add_argument("--images", type=int, default=400, help="generated images (input pipeline)")
+    p.add_argument("--e2e-images", type=int, default=96, help="images for the end-to-end runs")
+    p.add_argument("--model", default="se_resnet50")
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--e2e-batch-size", type=int, default=None)
+    p.add_argument("--workers", type=int, nargs="+", default=[1, 2])
+    p.add_argument("--precision", nargs="+", default=["fp32"], choices=["fp32", "bf16", "fp16"])
+    p.add_argument("--repeat", type=int, default=3)
+    p.add_argument("--skip-e2e", action="store_true")
+    p.add_argument("--json", type=Path, help="write the figures here")
+    args = p.parse_args()
+
+    import cv2
+    import torch
+
+    import senet_zoo
+
+    device = torch.device(args.device)
+    tmp = None
+    if args.data is None:
+        tmp = tempfile.TemporaryDirectory(prefix="senet-zoo-bench-")
+        args.data = Path(tmp.name)
+    root = make_images(args.data / f"pipeline-{args.images}", args.images)
+    e2e_root = make_images(args.data / f"e2e-{args.e2e_images}", args.e2e_images, seed=1)
+    sizes = [f.stat().st_size for f in root.rglob("*.JPEG")]
+    model = senet_zoo.create_model(args.model)  # architecture only: throughput does not depend on weights
+    info = {"machine": platform.machine(), "cpu_count": os.cpu_count(), "load_avg_start": os.getloadavg(),
+            "torch": torch.__version__, "opencv": cv2.__version__, "device": str(device),
+            "gpu": torch.cuda.get_device_name(device) if device.type == "cuda" else None,
+            "images": len(sizes), "mean_jpeg_kb": round(sum(sizes) / len(sizes) / 1e3, 1), "model": args.model,
+            "command": " ".join([Path(sys.executable).name, *sys.argv])}
+    print(json.dumps(info))
+    results = {"info": info, "pipeline": {}, "e2e": {}}
+
+    for w in args.workers:
+        runs = {"ours": [], "timm": []}
+        for _ in range(args.repeat):
+            runs["ours"].append(ours_pipeline(root, model, device, args.batch_size, w)[0])
+            runs["timm"].append(timm_pipeline(root, model, device, args.batch_size, w)[0])
+        med = {k: statistics.median(v) for k, v in runs.items()}
+        results["pipeline"][w] = {**med, "ratio": med["ours"] / med["timm"], "runs": runs}
+        print(f"input pipeline, {w} worker(s): ours {med['ours']:8.1f} img/s   timm {med['timm']:8.1f} img/s   "
+              f"ratio {med['ours'] / med['timm']:.2f}x", flush=True)
+
+    if not args.skip_e2e:
+        w = max(args.workers)
+        bs = args.e2e_batch_size or args.batch_size
+        for prec in args.precision:
+            runs = {"ours": [], "timm": []}
+            for _ in range(args.repeat):
+                runs["ours"].append(ours_e2e(e2e_root, model, device, bs, w, prec)[0])
+                runs["timm"].append(timm_e2e(e2e_root, model, device, bs, w, prec)[0])
+            med = {k: statistics.median(v) for k, v in runs.items()}
+            results["e2e"][prec] = {**med, "ratio": med["ours"] / med["timm"], "runs": runs, "workers": w,
+                                    "batch_size": bs}
+            print(f"end to end {args.model} {prec}, {w} workers, batch {bs}: ours {med['ours']:8.2f} img/s   "
+                  f"timm {med['timm']:8.2f} img/s   ratio {med['ours'] / med['timm']:.2f}x", flush=True)
+    info["load_avg_end"] = os.getloadavg()
+    print(json.dumps({"load_avg_end": info["load_avg_end"]}))
+    if args.json:
+        args.json.write_text(json.dumps(results, indent=2) + "\n")
+    if tmp is not None:
+        tmp.cleanup()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

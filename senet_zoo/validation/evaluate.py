@@ -1,0 +1,361 @@
+"""The evaluation loop: uint8 batches from DataLoader workers, normalised on the device, top-5 kept per image.
+
+Hot path per batch: workers decode + resize + crop into one preallocated ``(n, crop, crop, 3)`` uint8 array
+(``BatchDataset``: one DataLoader item is a whole batch, so no per-image collate); the main process copies it
+to the device (pinned, non-blocking), permutes NHWC -> NCHW (a view with channels_last strides), converts to
+float32 and normalises there, runs the model under ``torch.inference_mode()`` and keeps only the top-5
+indices (and, with ``--save-logits``, the logits). Results of step s are copied back while step s+1 runs.
+
+Batches are fixed (batch k = images [kB, (k+1)B) in name order) and assigned round-robin to ranks; see
+``distributed.py``. Per-step progress (top-5 of every finished image) is written atomically by rank 0, so an
+interrupted run resumes with ``--resume`` and ends with exactly the numbers of an uninterrupted one.
+"""
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import os
+import signal
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+
+from ..errors import SenetZooError
+from ..files import atomic_path
+from . import distributed
+from .data import EvalSet
+from .preprocess import BadImage, Preprocessing
+
+NUM_CLASSES = 1000
+# Test hook: SIGKILL this process (rank 0) right after it has written the progress of this many steps.
+KILL_AFTER_STEPS_ENV = "SENET_ZOO_VALIDATE_KILL_AFTER_STEPS"
+STATUS_PAD, STATUS_BAD, STATUS_OK = -1, 0, 1
+AMP_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+@dataclass
+class EvalOptions:
+    device: torch.device
+    precision: str = "fp32"          # fp32 | bf16 | fp16 (autocast)
+    batch_size: int = 128
+    workers: int = 4
+    channels_last: bool = False
+    skip_bad_images: bool = False
+    save_logits: bool = False
+    show_progress: bool = True
+
+
+@dataclass
+class Outcome:
+    top5: np.ndarray                 # (N, 5) int64, rows of bad images undefined
+    status: np.ndarray               # (N,) int8: 1 evaluated, 0 bad image
+    logits: np.ndarray | None        # (N, 1000) float32 with --save-logits (rank 0)
+    wall_time_s: float               # all sessions of this run (resumed runs add up)
+    session_time_s: float
+    session_images: int              # images evaluated by this process group in this session
+    resumed_from: int = 0            # images already done when this session started
+    bad_names: list[str] = field(default_factory=list)
+
+
+# ------------------------------------------------------------------------------------------------- data
+
+class BatchDataset(torch.utils.data.Dataset):
+    """Item k = batch k: (k, uint8 images (n, crop, crop, 3) RGB, int8 status (n,))."""
+
+    def __init__(self, paths: list[str], prep: Preprocessing, batch_size: int):
+        self.paths, self.prep, self.batch_size = paths, prep, batch_size
+
+    def __len__(self) -> int:
+        return math.ceil(len(self.paths) / self.batch_size)
+
+    def __getitem__(self, k: int):
+        start = k * self.batch_size
+        paths = self.paths[start:start + self.batch_size]
+        crop = self.prep.crop
+        images = np.zeros((len(paths), crop, crop, 3), dtype=np.uint8)
+        status = np.full(len(paths), STATUS_OK, dtype=np.int8)
+        for i, path in enumerate(paths):
+            try:
+                self.prep.load_rgb(path, images[i])
+            except BadImage:
+                status[i] = STATUS_BAD
+        return k, torch.from_numpy(images), torch.from_numpy(status)
+
+
+def make_loader(ds: BatchDataset, batches: list[int], workers: int, pin_memory: bool):
+    """One item per batch (``batch_size=None``). Iterate it through ``start(loader)``."""
+    kwargs = dict(persistent_workers=True, prefetch_factor=4) if workers > 0 else {}
+    return torch.utils.data.DataLoader(ds, batch_size=None, sampler=batches, num_workers=workers,
+                                       pin_memory=pin_memory, **kwargs)
+
+
+def start(loader):
+    """``iter(loader)`` with OpenCV single-threaded while the workers fork: each worker decodes on one core
+    (torch already sets one thread per worker). Calling ``cv2.setNumThreads`` *inside* a forked worker
+    deadlocks when the parent had used OpenCV's thread pool (it destroys a condition variable that the
+    parent's pool threads, absent in the child, wait on), so the setting is inherited instead."""
+    if loader.num_workers == 0:
+        return iter(loader)
+    import cv2
+
+    previous = cv2.getNumThreads()
+    cv2.setNumThreads(1)
+    try:
+        return iter(loader)
+    finally:
+        cv2.setNumThreads(previous)
+
+
+# -------------------------------------------------------------------------------------------- progress
+
+class Progress:
+    """``<output stem>.progress.npz`` beside the record: the settings it belongs to (``key``), how many
+    batches are done, and their top-5/status rows; with ``--save-logits`` the logits are appended to
+    ``<stem>.logits.partial`` (its valid length is recorded here)."""
+
+    def __init__(self, path: Path, key: dict):
+        self.path = Path(path)
+        self.key = key
+        self.key_json = json.dumps(key, sort_keys=True)
+        self.logits_path = self.path.with_name(self.path.name.replace(".progress.npz", ".logits.partial"))
+
+    def load(self) -> dict | None:
+        if not self.path.is_file():
+            return None
+        try:
+            with np.load(self.path, allow_pickle=False) as z:
+                state = {k: z[k] for k in z.files}
+            stored = json.loads(str(state["key"]))
+        except Exception as e:  # a damaged progress file is a user-facing problem
+            raise SenetZooError(self.path, f"unreadable progress file ({e}); delete it to start afresh") from None
+        if stored != json.loads(self.key_json):
+            diff = sorted(k for k in set(stored) | set(self.key) if stored.get(k) != self.key.get(k))
+            raise SenetZooError(self.path, f"belongs to a run with other settings ({', '.join(diff)} differ); "
+                                "rerun without --resume to start afresh")
+        return state
+
+    def save(self, done_batches: int, rows: int, top5: np.ndarray, status: np.ndarray, elapsed: float,
+             logits_rows: int) -> None:
+        with atomic_path(self.path) as tmp:
+            with open(tmp, "wb") as f:
+                np.savez(f, key=np.array(self.key_json), done_batches=np.int64(done_batches),
+                         rows=np.int64(rows), top5=top5[:rows].astype(np.int16), status=status[:rows],
+                         elapsed=np.float64(elapsed), logits_rows=np.int64(logits_rows))
+
+    def remove(self) -> None:
+        self.path.unlink(missing_ok=True)
+        self.logits_path.unlink(missing_ok=True)
+
+
+# ------------------------------------------------------------------------------------------------- loop
+
+class _Reporter:
+    """A tqdm bar (images/s) on a terminal, else a line every ~10%."""
+
+    def __init__(self, total: int, initial: int, enabled: bool):
+        self.total, self.done, self.enabled = total, initial, enabled
+        self.bar = None
+        self.start = time.perf_counter()
+        self.start_done = initial
+        self.next_line = initial + max(1, total // 10)
+        if enabled and sys.stderr.isatty():
+            from tqdm import tqdm
+
+            self.bar = tqdm(total=total, initial=initial, unit="img", unit_scale=False, dynamic_ncols=True,
+                            smoothing=0.05, desc="validate", file=sys.stderr)
+
+    def update(self, n: int) -> None:
+        self.done += n
+        if self.bar is not None:
+            self.bar.update(n)
+        elif self.enabled and (self.done >= self.next_line or self.done == self.total):
+            rate = (self.done - self.start_done) / max(time.perf_counter() - self.start, 1e-9)
+            print(f"validate: {self.done:,}/{self.total:,} images, {rate:,.1f} img/s", file=sys.stderr, flush=True)
+            self.next_line = self.done + max(1, self.total // 10)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+
+def evaluate(model: torch.nn.Module, evalset: EvalSet, prep: Preprocessing, mean: list[float], std: list[float],
+             opts: EvalOptions, dist: distributed.Dist, progress: Progress | None = None, resume: bool = False,
+             log: Callable[[str], None] = print) -> Outcome:
+    n_images, bsz = len(evalset), opts.batch_size
+    n_batches = math.ceil(n_images / bsz)
+    world, rank = dist.world_size, dist.rank
+    device = opts.device
+    top5 = np.zeros((n_images, 5), dtype=np.int64)
+    status = np.full(n_images, STATUS_PAD, dtype=np.int8)
+    main = dist.is_main
+
+    # ---- resume (rank 0 reads, everyone learns where to start)
+    done_batches, prior_elapsed, logits_rows = 0, 0.0, 0
+    problem = None
+    if main and progress is not None:
+        try:
+            state = progress.load() if resume else None
+            if state is not None and opts.save_logits and (
+                    not progress.logits_path.is_file()
+                    or progress.logits_path.stat().st_size < int(state["logits_rows"]) * NUM_CLASSES * 4):
+                raise SenetZooError(progress.logits_path, "the saved logits of the interrupted run are missing "
+                                    "or short; rerun without --resume")
+        except SenetZooError as e:
+            state, problem = None, (e.path, e.message)
+    problem = distributed.broadcast_object(problem, dist)  # every rank fails the same way
+    if problem is not None:
+        raise SenetZooError(*problem)
+    if main and progress is not None:
+        if state is not None:
+            done_batches = int(state["done_batches"])
+            rows = int(state["rows"])
+            top5[:rows] = state["top5"].astype(np.int64)
+            status[:rows] = state["status"]
+            prior_elapsed = float(state["elapsed"])
+            logits_rows = int(state["logits_rows"])
+            log(f"resuming: {rows:,} of {n_images:,} images done ({done_batches} batches)")
+        elif resume:
+            log(f"no progress file {progress.path}; starting from the first image")
+        if not opts.save_logits or state is None:
+            logits_rows = 0
+    done_batches = int(distributed.broadcast_object(done_batches, dist))
+    if dist.enabled and done_batches:  # every rank holds every row, to decide about bad images identically
+        rows = min(done_batches * bsz, n_images)
+        synced = distributed.broadcast_object((top5[:rows], status[:rows]) if main else None, dist)
+        top5[:rows], status[:rows] = synced
+    resumed_from = min(done_batches * bsz, n_images)
+
+    logits_file = None
+    if opts.save_logits and main and progress is not None:
+        progress.logits_path.parent.mkdir(parents=True, exist_ok=True)
+        logits_file = open(progress.logits_path, "r+b" if logits_rows else "wb")
+        logits_file.truncate(logits_rows * NUM_CLASSES * 4)
+        logits_file.seek(0, os.SEEK_END)
+    mem_logits = [] if opts.save_logits and progress is None and main else None
+
+    # ---- model and constants on the device
+    mean255 = torch.tensor(np.asarray(mean, np.float64) * 255.0, dtype=torch.float32, device=device).view(1, 3, 1, 1)
+    std255 = torch.tensor(np.asarray(std, np.float64) * 255.0, dtype=torch.float32, device=device).view(1, 3, 1, 1)
+    amp = AMP_DTYPES.get(opts.precision)
+    autocast = (lambda: torch.autocast(device_type=device.type, dtype=amp)) if amp else contextlib.nullcontext
+    is_cuda = device.type == "cuda"
+
+    my_batches = list(range(done_batches + rank, n_batches, world))
+    n_steps = math.ceil((n_batches - done_batches) / world)
+    paths = [evalset.path(i) for i in range(n_images)]
+    loader = make_loader(BatchDataset(paths, prep, bsz), my_batches, opts.workers, is_cuda) if my_batches else None
+    reporter = _Reporter(n_images, resumed_from, opts.show_progress and main)
+    kill_after = int(os.environ.get(KILL_AFTER_STEPS_ENV, "0") or 0)
+    scan_only = bool((status[:resumed_from] == STATUS_BAD).any()) and not opts.skip_bad_images
+
+    def forward(images: torch.Tensor) -> torch.Tensor:
+        x = images.to(device, non_blocking=True).permute(0, 3, 1, 2).float()  # NCHW view, channels_last strides
+        if not opts.channels_last:
+            x = x.contiguous()
+        x = x.sub_(mean255).div_(std255)
+        with autocast():
+            return model(x).float()
+
+    def commit(step: int, packed: torch.Tensor, logits: torch.Tensor | None, event) -> None:
+        nonlocal scan_only, logits_rows
+        if event is not None:
+            event.synchronize()
+        packed = packed.numpy()
+        new = 0
+        for r in range(world):
+            b = done_batches + step * world + r
+            if b >= n_batches:
+                continue
+            start = b * bsz
+            n = min(bsz, n_images - start)
+            rows = packed[r * bsz:r * bsz + n]
+            top5[start:start + n] = rows[:, :5]
+            status[start:start + n] = rows[:, 5]
+            new += n
+            if logits is not None and main:
+                chunk = np.ascontiguousarray(logits[r * bsz:r * bsz + n].numpy(), dtype=np.float32)
+                if logits_file is not None:
+                    logits_file.write(chunk.tobytes())
+                    logits_rows += n
+                elif mem_logits is not None:
+                    mem_logits.append(chunk)
+        finished = min(done_batches + (step + 1) * world, n_batches)
+        rows_done = min(finished * bsz, n_images)
+        if (status[:rows_done] == STATUS_BAD).any() and not opts.skip_bad_images:
+            scan_only = True  # the run will fail: only find the other bad images, no more inference
+        elif main and progress is not None:
+            if logits_file is not None:
+                logits_file.flush()
+                os.fsync(logits_file.fileno())
+            progress.save(finished, rows_done, top5, status, prior_elapsed + time.perf_counter() - t0, logits_rows)
+        reporter.update(new)
+        if main and kill_after and step + 1 >= kill_after:
+            os.kill(os.getpid(), signal.SIGKILL)
+
+    t0 = time.perf_counter()
+    pending = None
+    try:
+        with torch.inference_mode():
+            it = start(loader) if loader is not None else None
+            for step in range(n_steps):
+                b = done_batches + step * world + rank
+                packed = torch.full((bsz, 6), STATUS_PAD, dtype=torch.int64, device=device)
+                packed[:, :5] = 0
+                logits_pad = torch.zeros((bsz, NUM_CLASSES), dtype=torch.float32, device=device) \
+                    if opts.save_logits else None
+                if b < n_batches:
+                    k, images, st = next(it)
+                    assert k == b, (k, b)
+                    n = images.shape[0]
+                    if not scan_only:
+                        logits = forward(images)
+                        packed[:n, :5] = logits.topk(5, dim=1).indices
+                        if logits_pad is not None:
+                            logits_pad[:n] = logits
+                    packed[:n, 5] = st.to(device, non_blocking=True).to(torch.int64)
+                gathered = torch.cat(distributed.all_gather(packed, dist))
+                gathered_logits = torch.cat(distributed.all_gather(logits_pad, dist)) if logits_pad is not None else None
+                event = None
+                if is_cuda:
+                    gathered = gathered.to("cpu", non_blocking=True)
+                    if gathered_logits is not None:
+                        gathered_logits = gathered_logits.to("cpu", non_blocking=True)
+                    event = torch.cuda.Event()
+                    event.record()
+                if pending is not None:
+                    commit(*pending)
+                pending = (step, gathered, gathered_logits, event)
+            if pending is not None:
+                commit(*pending)
+                pending = None
+    finally:
+        reporter.close()
+        if logits_file is not None:
+            logits_file.close()
+        del loader
+    session = time.perf_counter() - t0
+    assert not (status == STATUS_PAD).any(), "some images were not evaluated"
+
+    bad = [evalset.names[i] for i in np.flatnonzero(status == STATUS_BAD)]
+    if bad and not opts.skip_bad_images:
+        shown = ", ".join(bad[:10]) + (f", ... ({len(bad) - 10} more)" if len(bad) > 10 else "")
+        raise SenetZooError(evalset.root, f"{len(bad)} unreadable or corrupt image{'s' if len(bad) > 1 else ''}: "
+                            f"{shown} (pass --skip-bad-images to evaluate without them)")
+    logits_arr = None
+    if opts.save_logits and main:
+        if progress is not None:
+            logits_arr = np.fromfile(progress.logits_path, dtype=np.float32).reshape(-1, NUM_CLASSES)
+        else:
+            logits_arr = np.concatenate(mem_logits) if mem_logits else np.zeros((0, NUM_CLASSES), np.float32)
+        if logits_arr.shape[0] != n_images:
+            raise SenetZooError(progress.logits_path if progress else None,
+                                f"holds logits of {logits_arr.shape[0]} images, expected {n_images}")
+    return Outcome(top5=top5, status=status, logits=logits_arr, wall_time_s=prior_elapsed + session,
+                   session_time_s=session, session_images=n_images - resumed_from, resumed_from=resumed_from,
+                   bad_names=bad)

