@@ -381,7 +381,7 @@ def _sniff(head: bytes) -> str | None:
     except UnicodeDecodeError:
         return None
     if text and all(c.isprintable() or c in "\r\n\t" for c in text):
-        return "a text file (a .prototxt? read it with read_prototxt)"
+        return "a text file (a .prototxt? give it as --prototxt, and the binary .caffemodel as --caffemodel)"
     return None
 
 

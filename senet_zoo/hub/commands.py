@@ -18,6 +18,14 @@ def _add_records(p: argparse.ArgumentParser) -> None:
 def _records(args):
     from .records import find_records
 
+    from pathlib import Path
+
+    from ..errors import SenetZooError
+
+    if args.records is not None:  # folders the user named must exist; the default runs/ may not yet
+        for d in args.records:
+            if not Path(d).exists():
+                raise SenetZooError(d, "no such folder of validation records")
     dirs = args.records if args.records is not None else ([] if args.record else [DEFAULT_RECORDS])
     return find_records(dirs, args.record)
 
