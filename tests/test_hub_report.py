@@ -59,3 +59,8 @@ def test_report_without_chart(workspace, capfd):
     md = workspace / "r.md"
     rc, out, err = run_cli(["report", "--output", md, "--records", workspace / "runs", "--no-chart"], capfd)
     assert rc == 0 and md.is_file() and not md.with_suffix(".png").exists()
+
+
+def test_a_named_records_folder_that_does_not_exist_is_an_error(tmp_path, capfd):
+    rc, out, err = run_cli(["list", "--records", tmp_path / "nope"], capfd)
+    assert rc == 2 and len(err.strip().splitlines()) == 1 and "no such folder of validation records" in err

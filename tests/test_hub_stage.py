@@ -104,6 +104,7 @@ def test_timm_loads_the_staged_folder_with_our_outputs(staged, validated):
 
 def test_force_with_reason_goes_into_the_card(tmp_path, capfd):
     weights = tiny_folder(tmp_path / "w")
+    (tmp_path / "runs").mkdir()  # a records folder with no record in it
     base = ["push", "--model", "se_resnet50", "--weights", weights, "--repo-id", REPO_ID,
             "--records", tmp_path / "runs"]
     rc, out, err = run_cli(base + ["--dry-run", tmp_path / "a"], capfd)
