@@ -108,7 +108,11 @@ def run_validation(args: argparse.Namespace) -> int:
     precision = args.amp or "fp32"
     numerics = set_numerics(precision)
 
-    # Bad input first, before anything slow: data, labels, ReaL labels.
+    # Bad input first, before anything slow: weights, data, labels, ReaL labels.
+    if args.weights is not None:
+        from ..models.factory import resolve_weights
+
+        resolve_weights(args.weights)
     evalset = load_eval_set(args.data, args.labels, args.label_format, args.limit)
     real = metrics.load_real_labels(args.real_labels or None) if args.real_labels is not None else None
 
