@@ -591,6 +591,12 @@ def _read_binary(path: pathlib.Path, fd: int, size: int) -> CaffeNet:
 _HDF5_MAGIC = b"\x89HDF\r\n\x1a\n"
 
 
+def is_hdf5(path: PathLike) -> bool:
+    """Whether ``path`` is an HDF5 file (Caffe's ``.caffemodel.h5`` snapshots), by its magic bytes."""
+    with open(path, "rb") as f:
+        return f.read(len(_HDF5_MAGIC)) == _HDF5_MAGIC
+
+
 def read_weights(path: PathLike) -> CaffeNet:
     """A binary caffemodel (V2 or legacy V1) or an HDF5 ``.caffemodel.h5``, chosen by the file's magic bytes."""
     path = pathlib.Path(path)

@@ -84,9 +84,13 @@ def inner_product(blobs: list[np.ndarray], row_order: np.ndarray | None = None) 
     return {"weight": np.ascontiguousarray(weight, dtype=np.float32), "bias": np.ascontiguousarray(bias, np.float32)}
 
 
-def pooling_output_size(size: int, kernel: int, stride: int, pad: int) -> int:
-    """Caffe's pooled size: ceil, then drop a last window that would start inside the padding."""
-    out = -(-(size + 2 * pad - kernel) // stride) + 1
-    if pad and (out - 1) * stride >= size + pad:
+def pooling_output_size(size: int, kernel: int, stride: int, pad: int, ceil: bool = True,
+                        any_pad: bool | None = None) -> int:
+    """Caffe's pooled size along one axis: rounded up (``round_mode`` CEIL, the default; FLOOR exists in
+    newer Caffe), then, if the layer pads along *either* axis (``any_pad``, default: this axis's ``pad``),
+    drop a last window that would start inside the padding."""
+    span = size + 2 * pad - kernel
+    out = (-(-span // stride) if ceil else span // stride) + 1
+    if (pad if any_pad is None else any_pad) and (out - 1) * stride >= size + pad:
         out -= 1
     return out

@@ -45,6 +45,8 @@ import torch.nn.functional as F
 
 from ..errors import SenetZooError
 from .caffe_io import CaffeLayer, CaffeNet
+from .caffe_layers import pooling_output_size
+from .opencv_reference import caffe_input
 
 __all__ = ["synthesize", "forward", "calibration_images", "BN_SCALE_FACTOR_RANGES"]
 
@@ -76,12 +78,6 @@ def calibration_images(n: int, seed: int, size: int | tuple[int, int] = 224) -> 
                  + F.interpolate(fine, (height, width), mode="bilinear", align_corners=False))
         images[i] = image[0].permute(1, 2, 0).clamp(0, 255).round().to(torch.uint8).numpy()
     return images
-
-
-def _caffe_input(images: np.ndarray) -> np.ndarray:
-    from .opencv_reference import caffe_input  # the one definition of the release's input convention
-
-    return caffe_input(images)
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -124,14 +120,6 @@ def _pool_geometry(layer: CaffeLayer, height: int, width: int):
     stride = (p.stride_h, p.stride_w) if p.HasField("stride_h") else (p.stride, p.stride)
     pad = (p.pad_h, p.pad_w) if p.HasField("pad_h") else (p.pad, p.pad)
     return tuple(map(int, kernel)), tuple(map(int, stride)), tuple(map(int, pad))
-
-
-def _caffe_pooled(size: int, kernel: int, stride: int, pad: int, ceil: bool, any_pad: bool) -> int:
-    span = size + 2 * pad - kernel
-    out = (-(-span // stride) if ceil else span // stride) + 1
-    if any_pad and (out - 1) * stride >= size + pad:
-        out -= 1
-    return out
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -233,7 +221,8 @@ def _pool(layer: CaffeLayer, x: torch.Tensor) -> torch.Tensor:
         return x.amax((2, 3), keepdim=True) if p.pool == p.MAX else x.mean((2, 3), keepdim=True)
     ceil = p.round_mode == p.CEIL
     any_pad = any(pad)
-    want = tuple(_caffe_pooled(n, k, s, q, ceil, any_pad) for n, k, s, q in zip((height, width), kernel, stride, pad))
+    want = tuple(pooling_output_size(n, k, s, q, ceil, any_pad)
+                 for n, k, s, q in zip((height, width), kernel, stride, pad))
     if p.pool == p.MAX:
         y = F.max_pool2d(x, kernel, stride, pad, ceil_mode=ceil)
     else:  # torch's divisor: the window clipped to the padded input, as Caffe's
@@ -427,7 +416,7 @@ def synthesize(net: CaffeNet, seed: int = 0, calibration: np.ndarray | None = No
         shape = net.input_shape or (1, 3, 224, 224)
         images = calibration_images(NUM_CALIBRATION_IMAGES, seed=_CALIBRATION_SEED_OFFSET + seed,
                                     size=(int(shape[-2]), int(shape[-1])))
-        calibration = _caffe_input(images)
+        calibration = caffe_input(images)
     calibration = np.asarray(calibration, np.float32)
     if calibration.ndim != 4:
         raise ValueError(f"calibration must be a Caffe input blob (N, C, H, W), got shape {calibration.shape}")

@@ -68,17 +68,13 @@ def compare(model: torch.nn.Module, reference, images_bgr: np.ndarray, batch_siz
     )
 
 
-HDF5_MAGIC = b"\x89HDF\r\n\x1a\n"
-
-
 def binary_caffemodel_for_opencv(prototxt: Path, caffemodel: Path, folder: Path) -> Path:
     """OpenCV reads only binary caffemodels: an HDF5 snapshot's blobs are re-encoded, unchanged, into the
     binary format (our writer, round-trip tested bit for bit) with the prototxt's layer definitions."""
     from . import caffe_io
 
-    with open(caffemodel, "rb") as f:
-        if f.read(len(HDF5_MAGIC)) != HDF5_MAGIC:
-            return Path(caffemodel)
+    if not caffe_io.is_hdf5(caffemodel):
+        return Path(caffemodel)
     blobs = {layer.name: layer.blobs for layer in caffe_io.read_weights(caffemodel).param_layers()}
     net = caffe_io.read_prototxt(prototxt)
     for layer in net.layers:
