@@ -27,15 +27,14 @@ def write_demo_images(folder: Path, n: int = 32, seed: int = 0) -> list[Path]:
     """``n`` seeded JPEGs, 160..520 px on each side (portrait, landscape, square; one grayscale)."""
     import cv2
 
+    from ..converters.synthetic import calibration_images
+
     rng = np.random.default_rng(seed)
     folder.mkdir(parents=True, exist_ok=True)
     paths = []
     for i in range(n):
         h, w = (int(v) for v in rng.integers(160, 521, 2))
-        coarse = rng.uniform(0, 255, (int(rng.integers(3, 10)), int(rng.integers(3, 10)), 3)).astype(np.float32)
-        img = cv2.resize(coarse, (w, h), interpolation=cv2.INTER_CUBIC)
-        img += cv2.resize(rng.normal(0, 20, (max(2, h // 8), max(2, w // 8), 3)).astype(np.float32), (w, h))
-        img = np.clip(img, 0, 255).astype(np.uint8)
+        img = calibration_images(1, seed * 1000 + i, (h, w))[0]
         if i == n - 1:
             img = cv2.cvtColor(img, cv2.COLOR_BGR2GRAY)
         path = folder / f"demo_{i:04d}.jpg"
@@ -51,14 +50,11 @@ def reference_labels(paths: list[Path], prototxt: Path, caffemodel: Path, batch_
     from .preprocess import caffe_preprocess_file
 
     net = opencv_reference.OpenCVCaffeNet(prototxt, caffemodel)
-    to_blob = getattr(opencv_reference, "caffe_input", None)
-    if to_blob is None:  # the same thing, from the converter's equality check
-        from ..converters.verify import caffe_blob as to_blob
     d2s = classes.devkit_to_sorted()
     out = []
     for start in range(0, len(paths), batch_size):
         images = np.stack([caffe_preprocess_file(p, 256, 224) for p in paths[start:start + batch_size]])
-        logits = np.asarray(net.forward(to_blob(images)))
+        logits = np.asarray(net.forward(opencv_reference.caffe_input(images)))
         out.append(d2s[logits.reshape(len(images), -1).argmax(axis=1)])
     return np.concatenate(out).astype(np.int64)
 
