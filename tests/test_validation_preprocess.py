@@ -179,6 +179,24 @@ def test_decode_semantics(jpegs):
         Preprocessing("caffe", 256, 224).load_rgb(jpegs["gray"].parent / "missing.jpg")
 
 
+def test_libjpeg_warnings_never_reach_stderr(jpegs, capfd):
+    """libjpeg reports damage with fprintf(stderr): a warned-but-decodable JPEG decodes as Caffe's OpenCV
+    decodes it, silently; an undecodable one carries libjpeg's words in its reason, and nothing is printed."""
+    import cv2
+
+    clean = jpegs["rgb_0_375x500"].read_bytes()
+    marker = clean.index(b"\xff\xdb")
+    damaged = clean[:marker] + b"\x00\x00\x00" + clean[marker:]  # "3 extraneous bytes before marker 0xdb"
+    np.testing.assert_array_equal(preprocess.caffe_decode(damaged), preprocess.caffe_decode(clean))
+    garbage = b"\xff\xd8\xff\xe0" + np.random.default_rng(15).bytes(3000)
+    with pytest.raises(BadImage, match="OpenCV cannot decode it: Corrupt JPEG data"):
+        preprocess.caffe_decode(garbage)
+    assert capfd.readouterr().err == ""
+    # the hazard is real: OpenCV alone prints it
+    cv2.imdecode(np.frombuffer(damaged, np.uint8), cv2.IMREAD_COLOR)
+    assert "Corrupt JPEG data" in capfd.readouterr().err
+
+
 def test_geometry_rules():
     assert preprocess.resized_size(375, 500, 256) == (256, 341)
     assert preprocess.resized_size(500, 375, 256) == (341, 256)

@@ -268,15 +268,17 @@ def test_resume_across_world_sizes(release, flat, labels_file, baseline, tmp_pat
 def test_corrupt_image_fails_in_one_line_or_is_skipped_and_counted(release, flat, tmp_path):
     data = tmp_path / "with_corrupt"
     shutil.copytree(flat, data)
-    (data / val_name(N_IMAGES + 1)).write_bytes(b"\xff\xd8\xff\xe0" + os.urandom(3000))  # not decodable
+    # not decodable, and libjpeg says so on stderr from C ("Corrupt JPEG data: ..."), which must not show
+    (data / val_name(N_IMAGES + 1)).write_bytes(b"\xff\xd8\xff\xe0" + np.random.default_rng(15).bytes(3000))
     out = tmp_path / "c.json"
-    r = run_subprocess(common(release, data, out))
-    assert r.returncode == 2
-    lines = r.stderr.strip().splitlines()
-    assert len(lines) == 1 and "Traceback" not in r.stderr, r.stderr
-    assert "1 unreadable or corrupt image: ILSVRC2012_val_00000014.JPEG" in lines[0]
-    assert "--skip-bad-images" in lines[0]
-    assert not out.exists() and not out.with_suffix(".npz").exists()
+    for workers in ("0", "2"):  # decoded in this process, and in forked DataLoader workers
+        r = run_subprocess(common(release, data, out, "--workers", workers))
+        assert r.returncode == 2
+        lines = r.stderr.strip().splitlines()
+        assert len(lines) == 1 and "Traceback" not in r.stderr, r.stderr
+        assert "1 unreadable or corrupt image: ILSVRC2012_val_00000014.JPEG" in lines[0]
+        assert "--skip-bad-images" in lines[0]
+        assert not out.exists() and not out.with_suffix(".npz").exists()
     assert validate(common(release, data, out, "--skip-bad-images")) == 0
     record, pred = load(out)
     assert record["results"]["num_images"] == N_IMAGES and record["results"]["num_bad_images"] == 1

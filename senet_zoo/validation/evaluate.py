@@ -167,8 +167,10 @@ class _Reporter:
         if enabled and sys.stderr.isatty():
             from tqdm import tqdm
 
+            # miniters=1: tqdm's monitor thread then never redraws on its own, so with --workers 0 nothing
+            # writes to stderr while a decode has it redirected (decoder_messages.py).
             self.bar = tqdm(total=total, initial=initial, unit="img", unit_scale=False, dynamic_ncols=True,
-                            smoothing=0.05, desc="validate", file=sys.stderr)
+                            smoothing=0.05, desc="validate", file=sys.stderr, miniters=1)
 
     def update(self, n: int) -> None:
         self.done += n

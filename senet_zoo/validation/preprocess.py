@@ -27,6 +27,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import SenetZooError
+from .decoder_messages import call_capturing_stderr
 
 PREPROCESS_NAMES = ("caffe", "pil")
 
@@ -71,9 +72,11 @@ def caffe_decode(data: bytes) -> np.ndarray:
     """BGR uint8 (H, W, 3), as Caffe's OpenCV ``imread(IMREAD_COLOR)``; raises ``BadImage``."""
     cv2 = _cv2()
     buf = np.frombuffer(data, dtype=np.uint8)
-    img = cv2.imdecode(buf, cv2.IMREAD_COLOR | cv2.IMREAD_IGNORE_ORIENTATION) if buf.size else None
+    if not buf.size:
+        raise BadImage("empty file")
+    img, said = call_capturing_stderr(lambda: cv2.imdecode(buf, cv2.IMREAD_COLOR | cv2.IMREAD_IGNORE_ORIENTATION))
     if img is None or img.ndim != 3 or img.shape[2] != 3 or img.shape[0] == 0 or img.shape[1] == 0:
-        raise BadImage("OpenCV cannot decode it")
+        raise BadImage("OpenCV cannot decode it" + (f": {said}" if said else ""))
     return img
 
 
