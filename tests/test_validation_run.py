@@ -133,6 +133,8 @@ def run_subprocess(argv: list[str], env_extra: dict | None = None, torchrun: int
     env = {**os.environ, "PYTHONPATH": str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", "")}
     env.update(env_extra or {})
     if torchrun:
+        # torchrun keeps its logs in a fresh TMPDIR/torchelastic_* folder: put it beside the output, not in /tmp
+        env["TMPDIR"] = str(Path(argv[argv.index("--output") + 1]).parent)
         cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={torchrun}",
                "-m", "senet_zoo.validation", *argv]
     else:
