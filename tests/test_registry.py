@@ -16,6 +16,16 @@ RELEASE = {  # (caffemodel bytes, sha256 (OpenVINO's model zoo), top-1 err, top-
     "senet154": (None, None, 18.68, 4.47),  # hash unknown: recorded as unknown, not guessed
 }
 
+PAPER = {  # (top-1 err, top-5 err): arXiv:1709.01507, Table 2 (SE-* columns) and Table 8 (SENet-154)
+    "se_bn_inception": (24.23, 7.14),
+    "se_resnet50": (23.29, 6.62),
+    "se_resnet101": (22.38, 6.07),
+    "se_resnet152": (21.57, 5.73),
+    "se_resnext50_32x4d": (21.10, 5.49),
+    "se_resnext101_32x4d": (20.70, 5.01),
+    "senet154": (18.68, 4.47),
+}
+
 
 def test_packaged_registry_is_the_root_file():
     packaged = resources.files("senet_zoo").joinpath("data/checkpoints.yaml").read_text(encoding="utf-8")
@@ -33,9 +43,16 @@ def test_release_facts(name):
     assert ckpt.eval_setting(224).resize == 256 and ckpt.tolerance_pp == 0.10
 
 
+@pytest.mark.parametrize("name", list(PAPER))
+def test_paper_numbers_are_kept_apart_and_labelled(name):
+    paper = registry.get(name).published["paper"]
+    assert (paper.top1_err, paper.top5_err) == PAPER[name] and "paper" in paper.source
+
+
 def test_senet154_is_also_evaluated_at_320_against_the_paper():
     ckpt = registry.get("senet154")
     assert ckpt.eval_setting(320) is not None and "paper" in ckpt.published_for(320).source
+    assert (ckpt.published_for(320).top1_err, ckpt.published_for(320).top5_err) == (17.28, 3.79)
 
 
 def test_unknown_model_is_a_one_line_error():
