@@ -231,6 +231,17 @@ class _Handler(BaseHTTPRequestHandler):
             return None
         return repo
 
+    def _revision(self, repo_id: str, rev: str, write: bool = False) -> tuple[Repo, str] | None:
+        """The repo and the commit ``rev`` names, or None after answering 401/404 as the Hub does."""
+        repo = self._repo(repo_id, write)
+        if repo is None:
+            return None
+        sha = repo.resolve(rev)
+        if sha is None:
+            self._error(404, "RevisionNotFound", f"Invalid rev id: {rev}")
+            return None
+        return repo, sha
+
     def _route(self, path: str, body: bytes):
         parts = path.strip("/").split("/")
         if path == "/api/repos/create" and self.command == "POST":
@@ -286,12 +297,10 @@ class _Handler(BaseHTTPRequestHandler):
         return self._json(200, {"errors": [], "warnings": []})
 
     def _preupload(self, repo_id: str, rev: str, payload: dict):
-        repo = self._repo(repo_id, write=True)
-        if repo is None:
+        found = self._revision(repo_id, rev, write=True)
+        if found is None:
             return
-        sha = repo.resolve(rev)
-        if sha is None:
-            return self._error(404, "RevisionNotFound", f"Invalid rev id: {rev}")
+        repo, sha = found
         tree = repo.commits[sha]
         files = []
         for f in payload["files"]:
@@ -369,22 +378,18 @@ class _Handler(BaseHTTPRequestHandler):
                                 "hookOutput": "", "pullRequestUrl": None})
 
     def _repo_info(self, repo_id: str, rev: str):
-        repo = self._repo(repo_id)
-        if repo is None:
+        found = self._revision(repo_id, rev)
+        if found is None:
             return
-        sha = repo.resolve(rev)
-        if sha is None:
-            return self._error(404, "RevisionNotFound", f"Invalid rev id: {rev}")
+        repo, sha = found
         return self._json(200, {"id": repo_id, "modelId": repo_id, "sha": sha, "private": repo.private,
                                 "siblings": [{"rfilename": p} for p in sorted(repo.commits[sha])]})
 
     def _resolve(self, repo_id: str, rev: str, path: str):
-        repo = self._repo(repo_id)
-        if repo is None:
+        found = self._revision(repo_id, rev)
+        if found is None:
             return
-        sha = repo.resolve(rev)
-        if sha is None:
-            return self._error(404, "RevisionNotFound", f"Invalid rev id: {rev}")
+        repo, sha = found
         entry = repo.commits[sha].get(path)
         if entry is None:
             return self._error(404, "EntryNotFound", f"{path} does not exist on \"{rev}\"", {"X-Repo-Commit": sha})
