@@ -84,7 +84,7 @@ def ours_pipeline(root: Path, model, device, batch_size: int, workers: int):
     cfg = model.pretrained_cfg
     evalset = load_eval_set(root)
     prep = Preprocessing("caffe", 256, 224)
-    ds = BatchDataset([evalset.path(i) for i in range(len(evalset))], prep, batch_size)
+    ds = BatchDataset(evalset.reader, prep, batch_size)
     loader = make_loader(ds, list(range(len(ds))), workers, device.type == "cuda")
     mean = torch.tensor(np.asarray(cfg["mean"]) * 255, dtype=torch.float32, device=device).view(1, 3, 1, 1)
     std = torch.tensor(np.asarray(cfg["std"]) * 255, dtype=torch.float32, device=device).view(1, 3, 1, 1)

@@ -43,6 +43,7 @@ import numpy as np
 
 from .. import classes
 from ..errors import SenetZooError
+from .sources import FolderReader
 
 IMG_EXTENSIONS = (".jpeg", ".jpg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".ppm", ".pgm", ".pbm")
 LABEL_FORMATS = ("auto", "caffe", "devkit", "senet", "wnid", "json")
@@ -76,6 +77,15 @@ class EvalSet:
     num_found: int                   # images found before --limit
     limit: int | None = None
     notes: list[str] = field(default_factory=list)
+    reader: object = None            # sources.*Reader: index -> encoded bytes (default: files under root)
+
+    def __post_init__(self) -> None:
+        if self.reader is None:
+            self.reader = FolderReader(self.root, self.names)
+
+    @property
+    def source_kind(self) -> str:
+        return self.reader.kind
 
     def __len__(self) -> int:
         return len(self.names)

@@ -31,6 +31,7 @@ from ..files import atomic_path
 from . import distributed
 from .data import EvalSet
 from .preprocess import BadImage, Preprocessing
+from .sources import PathListReader
 
 NUM_CLASSES = 1000
 # Test hook: SIGKILL this process (rank 0) right after it has written the progress of this many steps.
@@ -66,25 +67,29 @@ class Outcome:
 # ------------------------------------------------------------------------------------------------- data
 
 class BatchDataset(torch.utils.data.Dataset):
-    """Item k = batch k: (k, uint8 images (n, crop, crop, 3) RGB, int8 status (n,))."""
+    """Item k = batch k: (k, uint8 images (n, crop, crop, 3) RGB, int8 status (n,)).
 
-    def __init__(self, paths: list[str], prep: Preprocessing, batch_size: int):
-        self.paths, self.prep, self.batch_size = paths, prep, batch_size
+    ``reader`` is one of ``sources``' readers (``read(i) -> bytes``); a list of paths is read as files."""
+
+    def __init__(self, reader, prep: Preprocessing, batch_size: int):
+        if isinstance(reader, (list, tuple)):
+            reader = PathListReader(reader)
+        self.reader, self.prep, self.batch_size = reader, prep, batch_size
 
     def __len__(self) -> int:
-        return math.ceil(len(self.paths) / self.batch_size)
+        return math.ceil(len(self.reader) / self.batch_size)
 
     def __getitem__(self, k: int):
         start = k * self.batch_size
-        paths = self.paths[start:start + self.batch_size]
+        indices = range(start, min(start + self.batch_size, len(self.reader)))
         crop = self.prep.crop
-        images = np.zeros((len(paths), crop, crop, 3), dtype=np.uint8)
-        status = np.full(len(paths), STATUS_OK, dtype=np.int8)
-        for i, path in enumerate(paths):
+        images = np.zeros((len(indices), crop, crop, 3), dtype=np.uint8)
+        status = np.full(len(indices), STATUS_OK, dtype=np.int8)
+        for row, i in enumerate(indices):
             try:
-                self.prep.load_rgb(path, images[i])
+                self.prep.decode_rgb(self.reader.read(i), images[row])
             except BadImage:
-                status[i] = STATUS_BAD
+                status[row] = STATUS_BAD
         return k, torch.from_numpy(images), torch.from_numpy(status)
 
 
@@ -250,8 +255,7 @@ def evaluate(model: torch.nn.Module, evalset: EvalSet, prep: Preprocessing, mean
 
     my_batches = list(range(done_batches + rank, n_batches, world))
     n_steps = math.ceil((n_batches - done_batches) / world)
-    paths = [evalset.path(i) for i in range(n_images)]
-    loader = make_loader(BatchDataset(paths, prep, bsz), my_batches, opts.workers, is_cuda) if my_batches else None
+    loader = make_loader(BatchDataset(evalset.reader, prep, bsz), my_batches, opts.workers, is_cuda) if my_batches else None
     reporter = _Reporter(n_images, resumed_from, opts.show_progress and main)
     kill_after = int(os.environ.get(KILL_AFTER_STEPS_ENV, "0") or 0)
     scan_only = bool((status[:resumed_from] == STATUS_BAD).any()) and not opts.skip_bad_images

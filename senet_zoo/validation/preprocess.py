@@ -93,7 +93,8 @@ def caffe_resize_crop(bgr: np.ndarray, resize: int, crop: int) -> np.ndarray:
     return bgr[y:y + crop, x:x + crop]
 
 
-def _read(path: str | Path) -> bytes:
+def read_file(path: str | Path) -> bytes:
+    """The bytes of an image file; an unreadable file is that image's failure (``BadImage``)."""
     try:
         with open(path, "rb") as f:
             return f.read()
@@ -101,10 +102,10 @@ def _read(path: str | Path) -> bytes:
         raise BadImage(f"cannot read it ({e.strerror or e})") from None
 
 
-def caffe_load_rgb(path: str | Path, resize: int, crop: int, out: np.ndarray | None = None) -> np.ndarray:
-    """RGB uint8 (crop, crop, 3); written into ``out`` (C-contiguous) when given."""
+def caffe_rgb(data: bytes, resize: int, crop: int, out: np.ndarray | None = None) -> np.ndarray:
+    """RGB uint8 (crop, crop, 3) of an encoded image; written into ``out`` (C-contiguous) when given."""
     cv2 = _cv2()
-    bgr = caffe_resize_crop(caffe_decode(_read(path)), resize, crop)
+    bgr = caffe_resize_crop(caffe_decode(data), resize, crop)
     if out is None:
         return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
     result = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB, dst=out)  # a channel swap, exact; SIMD, in place
@@ -117,18 +118,20 @@ def caffe_preprocess_file(path: str | Path, resize: int = 256, crop: int = 224) 
     """The release's network input before mean subtraction: BGR uint8 (crop, crop, 3), contiguous.
     A file that cannot be decoded is a ``SenetZooError`` naming it."""
     try:
-        return np.ascontiguousarray(caffe_resize_crop(caffe_decode(_read(path)), resize, crop))
+        return np.ascontiguousarray(caffe_resize_crop(caffe_decode(read_file(path)), resize, crop))
     except BadImage as e:
         raise SenetZooError(path, f"unreadable or corrupt image ({e})") from None
 
 
 # -------------------------------------------------------------------------------------------------- pil
 
-def pil_load_rgb(path: str | Path, resize: int, crop: int) -> np.ndarray:
+def pil_rgb(data: bytes, resize: int, crop: int) -> np.ndarray:
+    import io
+
     from PIL import Image, UnidentifiedImageError
 
     try:
-        with Image.open(path) as im:
+        with Image.open(io.BytesIO(data)) as im:
             img = im.convert("RGB")
     except (OSError, ValueError, SyntaxError, UnidentifiedImageError, Image.DecompressionBombError) as e:
         raise BadImage(f"Pillow cannot decode it ({e})") from None
@@ -158,10 +161,14 @@ class Preprocessing:
             raise SenetZooError(None, f"resize {self.resize} must be at least the crop {self.crop}")
 
     def load_rgb(self, path: str | Path, out: np.ndarray | None = None) -> np.ndarray:
-        """RGB uint8 (crop, crop, 3), written into ``out`` when given; raises ``BadImage``."""
+        """RGB uint8 (crop, crop, 3) of an image file, written into ``out`` when given; raises ``BadImage``."""
+        return self.decode_rgb(read_file(path), out)
+
+    def decode_rgb(self, data: bytes, out: np.ndarray | None = None) -> np.ndarray:
+        """RGB uint8 (crop, crop, 3) of encoded image bytes, written into ``out`` when given; raises ``BadImage``."""
         if self.name == "caffe":
-            return caffe_load_rgb(path, self.resize, self.crop, out)
-        rgb = pil_load_rgb(path, self.resize, self.crop)
+            return caffe_rgb(data, self.resize, self.crop, out)
+        rgb = pil_rgb(data, self.resize, self.crop)
         if out is None:
             return rgb
         out[...] = rgb
