@@ -2,10 +2,15 @@
 
 Each command module exposes ``register(subparsers)`` and keeps its heavy imports (torch, cv2) inside the
 function that runs the command, so ``senet-zoo --help`` stays instant.
+
+Every command speaks with one voice: a bad argument, whichever command and whichever check finds it
+(argparse itself, a model name that is not in the registry, a ``SenetZooError`` raised later), is one line
+``senet-zoo COMMAND: error: ...`` on stderr and exit status 2.
 """
 from __future__ import annotations
 
 import argparse
+import difflib
 import importlib
 import sys
 
@@ -21,26 +26,65 @@ COMMAND_MODULES = (
 )
 
 
+class OneLineParser(argparse.ArgumentParser):
+    """argparse, but a usage error is one line (argparse's own prints the whole usage block first, which
+    buries the message when a command has many options)."""
+
+    def error(self, message: str):  # noqa: D102 (argparse's hook)
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+def unknown_model_message(name: str, known: list[str]) -> str:
+    """``unknown model 'x'``, with the nearest registry name when one is close enough to be a typo."""
+    near = difflib.get_close_matches(name, known, n=1, cutoff=0.6)
+    if not near:  # a prefix or a display name ("SE-ResNet-50") is a typo too
+        folded = name.lower().replace("-", "").replace("_", "")
+        near = [k for k in known if k.replace("_", "").startswith(folded) or folded.startswith(k.replace("_", ""))][:1]
+    hint = f"; did you mean {near[0]}?" if near else ""
+    return f"unknown model '{name}'{hint} (known: {', '.join(known)})"
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = OneLineParser(
         prog="senet-zoo",
         description="Convert the Caffe release of Squeeze-and-Excitation Networks to PyTorch, "
         "prove it exact, and re-run the published ImageNet evaluation.",
     )
     parser.add_argument("--version", action="version", version=f"senet-zoo {__version__}")
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=OneLineParser)
     for name in COMMAND_MODULES:
         importlib.import_module(name).register(sub)
     return parser
+
+
+def _subparser(parser: argparse.ArgumentParser, command: str) -> argparse.ArgumentParser:
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            return action.choices[command]
+    return parser
+
+
+def _check_model(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    """Every command's model name is checked here, before the command starts, so that all of them answer a
+    misspelt name alike."""
+    name = getattr(args, "model", None)
+    if not isinstance(name, str):
+        return
+    from . import registry
+
+    known = registry.names()
+    if name not in known:
+        _subparser(parser, args.command).error(unknown_model_message(name, known))
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     if not getattr(args, "func", None):
-        parser.print_help()
+        parser.print_help(sys.stderr)
         return 2
     try:
+        _check_model(parser, args)
         return int(args.func(args) or 0)
     except SenetZooError as e:
         print(f"senet-zoo {args.command}: error: {e}", file=sys.stderr)

@@ -9,20 +9,46 @@ from .. import registry
 from ..errors import SenetZooError
 
 
+# The smallest crop every architecture can run (five stride-2 stages); the largest keeps `info` in memory.
+MIN_IMG_SIZE, MAX_IMG_SIZE = 32, 1024
+
+
+def img_size(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number of pixels") from None
+    if not MIN_IMG_SIZE <= value <= MAX_IMG_SIZE:
+        raise argparse.ArgumentTypeError(f"{value} is outside {MIN_IMG_SIZE}..{MAX_IMG_SIZE} (the networks "
+                                         f"downsample by 32)")
+    return value
+
+
+def positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{value} is not at least 1")
+    return value
+
+
 def register(sub: argparse._SubParsersAction) -> None:
-    models = registry.names()
+    model_help = "registry name, e.g. se_resnet50 (senet-zoo list shows all seven)"
 
     p = sub.add_parser("convert", help="convert release caffemodels to model.safetensors + config.json",
                        description="Read the release's .caffemodel (binary or HDF5) and write model.safetensors "
                        "and config.json, without Caffe.")
-    p.add_argument("--model", choices=models, help="registry name of the model")
-    p.add_argument("--caffemodel", type=Path, help="the release's .caffemodel or .caffemodel.h5")
-    p.add_argument("--prototxt", type=Path, help="deploy prototxt, checked against the architecture "
-                   "(default: the release's file name beside the caffemodel, if present)")
-    p.add_argument("--output", type=Path, help="output folder (default: out/MODEL)")
+    p.add_argument("--model", metavar="NAME", help=model_help)
+    p.add_argument("--caffemodel", type=Path, metavar="FILE", help="the release's .caffemodel or .caffemodel.h5")
+    p.add_argument("--prototxt", type=Path, metavar="FILE", help="deploy prototxt, checked against the "
+                   "architecture (default: the release's file name beside the caffemodel, if present)")
+    p.add_argument("--output", type=Path, metavar="DIR", help="output folder (default: out/MODEL)")
     p.add_argument("--all", action="store_true", help="convert every model whose release files are in --release-dir")
-    p.add_argument("--release-dir", type=Path, help="folder with the release's files (for --all)")
-    p.add_argument("--output-root", type=Path, default=Path("out"), help="parent of the output folders for --all")
+    p.add_argument("--release-dir", type=Path, metavar="DIR", help="folder with the release's files (for --all)")
+    p.add_argument("--output-root", type=Path, default=Path("out"), metavar="DIR",
+                   help="parent of the output folders for --all (default: out)")
     p.add_argument("--allow-unknown-hash", action="store_true",
                    help="convert a caffemodel whose sha256 is not the released file's")
     p.add_argument("--verify", action="store_true", help="then compare with OpenCV's Caffe runtime (see verify)")
@@ -32,25 +58,30 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("verify", help="compare converted weights with OpenCV's Caffe runtime",
                        description="Run the converted model and an independent Caffe runtime (OpenCV dnn, with "
                        "its Axpy fault corrected) on the same inputs; exit 1 when they differ beyond tolerance.")
-    p.add_argument("--model", choices=models, required=True)
-    p.add_argument("--caffemodel", type=Path, required=True)
-    p.add_argument("--weights", type=Path, required=True, help="converted folder (or model.safetensors)")
-    p.add_argument("--prototxt", type=Path, help="deploy prototxt (default: beside the caffemodel, else the "
-                   "release layout written by senet-zoo)")
+    p.add_argument("--model", required=True, metavar="NAME", help=model_help)
+    p.add_argument("--caffemodel", type=Path, required=True, metavar="FILE",
+                   help="the caffemodel the weights were converted from")
+    p.add_argument("--weights", type=Path, required=True, metavar="PATH",
+                   help="converted folder (or model.safetensors)")
+    p.add_argument("--prototxt", type=Path, metavar="FILE", help="deploy prototxt (default: beside the "
+                   "caffemodel, else the release layout written by senet-zoo)")
     _verify_inputs(p)
     p.set_defaults(func=run_verify)
 
-    p = sub.add_parser("info", help="parameters and multiply-add GFLOPs beside the paper's figures")
-    p.add_argument("model", choices=models)
-    p.add_argument("--img-size", type=int, default=224)
+    p = sub.add_parser("info", help="parameters and multiply-add GFLOPs beside the paper's figures",
+                       description="Count a model's parameters and multiply-adds (the paper's GFLOPs: "
+                       "convolutions and fully connected layers) and print them beside the paper's figures.")
+    p.add_argument("model", metavar="NAME", help=model_help)
+    p.add_argument("--img-size", type=img_size, default=224, metavar="N",
+                   help=f"square input size in pixels, {MIN_IMG_SIZE}..{MAX_IMG_SIZE} (default: 224)")
     p.set_defaults(func=run_info)
 
 
 def _verify_inputs(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--images", type=Path, help="folder of images to compare on, under Caffe preprocessing "
-                   "(default: generated images)")
-    p.add_argument("--num-images", type=int, default=8, help="how many images (default 8)")
-    p.add_argument("--seed", type=int, default=0, help="seed of the generated images")
+    p.add_argument("--images", type=Path, metavar="DIR", help="folder of images to compare on, under Caffe "
+                   "preprocessing (default: generated images)")
+    p.add_argument("--num-images", type=positive_int, default=8, metavar="N", help="how many images (default 8)")
+    p.add_argument("--seed", type=int, default=0, metavar="N", help="seed of the generated images (default 0)")
 
 
 def run_convert(args: argparse.Namespace) -> int:
@@ -73,8 +104,10 @@ def _convert_all(args: argparse.Namespace) -> int:
 
     from .convert import convert
 
-    if not args.release_dir or not args.release_dir.is_dir():
-        raise SenetZooError(args.release_dir, "--all needs --release-dir, a folder with the release's files")
+    if args.release_dir is None:
+        raise SenetZooError(None, "--all needs --release-dir DIR, a folder with the release's files")
+    if not args.release_dir.is_dir():
+        raise SenetZooError(args.release_dir, "no such folder (--release-dir: the release's files)")
     found = []
     for name in registry.names():
         ckpt = registry.get(name)
@@ -86,7 +119,8 @@ def _convert_all(args: argparse.Namespace) -> int:
         raise SenetZooError(args.release_dir, "contains none of the release's caffemodels "
                             f"({', '.join(registry.get(n).caffemodel for n in registry.names())})")
     status = 0
-    for name, caffemodel in tqdm(found, desc="convert", unit="model"):
+    # A bar only on a terminal: redirected stderr would collect its carriage-return redraws.
+    for name, caffemodel in tqdm(found, desc="convert", unit="model", disable=not sys.stderr.isatty()):
         output = args.output_root / name
         result = convert(name, caffemodel, output, None, args.allow_unknown_hash)
         tqdm.write(f"{name}: {output} ({result.num_parameters:,} parameters)")

@@ -12,7 +12,7 @@ import re
 from pathlib import Path
 from typing import Callable
 
-from .. import registry
+from .. import __version__, registry
 from ..errors import SenetZooError
 from ..files import sha256_file
 from .gate import CONFIG_FILE, WEIGHTS_FILE, read_weights
@@ -44,7 +44,8 @@ def _download(repo_id: str, filename: str, revision: str, endpoint: str | None, 
     where = f"{repo_id}@{revision}"
     try:
         return Path(hf_hub_download(repo_id, filename, revision=revision, endpoint=endpoint, cache_dir=cache_dir,
-                                    force_download=force, library_name="senet-zoo"))
+                                    force_download=force, library_name="senet-zoo",
+                                    library_version=__version__))
     except LocalEntryNotFoundError:
         if _offline():
             raise SenetZooError(where, f"{filename} is not in the Hub cache and offline mode is on "
@@ -84,18 +85,22 @@ def fetch_weights(name: str, revision: str | None = None, *, repo_id: str | None
     repo_id = repo_id or ckpt.hub_repo_id
     if not repo_id:
         raise _not_published(ckpt)
-    pinned = repo_id == ckpt.hub_repo_id and (revision is None or revision == ckpt.hub_revision)
-    revision = revision or (ckpt.hub_revision if repo_id == ckpt.hub_repo_id else None)
+    on_pinned_repo = repo_id == ckpt.hub_repo_id
+    revision = revision or (ckpt.hub_revision if on_pinned_repo else None)
     if not revision:
         raise SenetZooError(None, f"{name}: checkpoints.yaml gives {repo_id} without a revision; downloads are "
                             "pinned: pass --revision COMMIT_SHA")
-    expected = sha256 or (ckpt.hub_sha256 if pinned else None)
-    if expected is not None and not _SHA256.match(expected):
-        raise SenetZooError(None, f"{name}: expected sha256 {expected!r} is not a sha256")
+    if sha256 is not None and not _SHA256.match(sha256):
+        raise SenetZooError(None, f"{name}: expected sha256 {sha256!r} is not a sha256")
 
     config = _download(repo_id, CONFIG_FILE, revision, endpoint, cache_dir)
     # Both files from the same commit, even if `revision` is a branch that moves in between.
     commit = config.parent.name if re.fullmatch(r"[0-9a-f]{40}", config.parent.name) else revision
+    # A branch or tag (`--revision main`) that resolves to the pinned commit is the pinned revision.
+    pinned = on_pinned_repo and ckpt.hub_revision in (revision, commit)
+    expected = sha256 or (ckpt.hub_sha256 if pinned else None)
+    if expected is not None and not _SHA256.match(expected):
+        raise SenetZooError(None, f"{name}: expected sha256 {expected!r} is not a sha256")
     weights = _download(repo_id, WEIGHTS_FILE, commit, endpoint, cache_dir)
     where = f"{repo_id}@{commit}"
     if expected is None:
@@ -121,7 +126,17 @@ def fetch_weights(name: str, revision: str | None = None, *, repo_id: str | None
                                 f"{expected[:12]}…: refusing it")
 
     # config.json has no pinned hash: it must at least belong to these weights (same model, architecture,
-    # converter version and source hash as the verified safetensors metadata).
-    read_weights(weights.parent, name, sha256=got)
+    # converter version and source hash as the verified safetensors metadata). A cached one that does not
+    # (corrupted, truncated) is fetched once more online, as the weights are.
+    try:
+        read_weights(weights.parent, name, sha256=got)
+    except SenetZooError as e:
+        if _offline():
+            raise SenetZooError(e.path, f"{e.message} (offline mode is on: delete it and download again "
+                                "online)") from None
+        log(f"{e.path}: {e.message}; fetching {CONFIG_FILE} again")
+        _evict(config)
+        _download(repo_id, CONFIG_FILE, commit, endpoint, cache_dir, force=True)
+        read_weights(weights.parent, name, sha256=got)
     log(f"{where}: {WEIGHTS_FILE} sha256 {got} verified")
     return weights.parent

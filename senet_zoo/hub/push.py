@@ -1,6 +1,8 @@
 """``senet-zoo push``: gate, stage, and upload the staged folder as one commit."""
 from __future__ import annotations
 
+import contextlib
+import sys
 import tempfile
 from pathlib import Path
 from typing import Callable
@@ -13,8 +15,8 @@ from .records import Record
 from .stage import stage
 
 
-def describe(decision: gate_mod.GateDecision) -> list[str]:
-    """The gate's verdict as log lines."""
+def describe(decision: gate_mod.GateDecision, refusals: bool = True) -> list[str]:
+    """The gate's verdict as log lines (``refusals=False`` when the caller's error line will say them)."""
     w = decision.weights
     lines = [f"weights: {w.weights_path} sha256 {w.sha256} (converter {w.converter_version})"]
     for size, c in sorted(decision.accepted.items()):
@@ -23,8 +25,28 @@ def describe(decision: gate_mod.GateDecision) -> list[str]:
                      f" vs {r.get('published', 'top1_err')}/{r.get('published', 'top5_err')}: "
                      f"{c.published_label or r.published_source})")
     lines += [f"gate: {note}" for note in decision.notes]
-    lines += [f"gate REFUSES: {why}" for why in decision.refusals]
+    if refusals:
+        lines += [f"gate REFUSES: {why}" for why in decision.refusals]
     return lines
+
+
+@contextlib.contextmanager
+def _progress_bars(on: bool):
+    """huggingface_hub's tqdm bars on or off for the upload, restored afterwards (they are global)."""
+    from huggingface_hub.utils import are_progress_bars_disabled, disable_progress_bars, enable_progress_bars
+
+    from huggingface_hub import constants
+
+    was_disabled = are_progress_bars_disabled()
+    # HF_HUB_DISABLE_PROGRESS_BARS=1 is the user's own choice and wins (enabling would only warn).
+    change = was_disabled == on and not (on and constants.HF_HUB_DISABLE_PROGRESS_BARS)
+    if change:
+        (enable_progress_bars if on else disable_progress_bars)()
+    try:
+        yield
+    finally:
+        if change:
+            (disable_progress_bars if was_disabled else enable_progress_bars)()
 
 
 def check_repo_id(repo_id: str) -> str:
@@ -41,9 +63,11 @@ def check_repo_id(repo_id: str) -> str:
 
 def push(name: str, weights_dir: str | Path, repo_id: str, records: list[Record], *, private: bool = False,
          dry_run: str | Path | None = None, force: bool = False, reason: str | None = None,
-         endpoint: str | None = None, log: Callable[[str], None] = print) -> str | Path:
+         endpoint: str | None = None, progress: bool | None = None,
+         log: Callable[[str], None] = print) -> str | Path:
     """Push ``weights_dir`` as ``repo_id`` and return the commit sha; with ``dry_run``, write the folder
-    that would be pushed there and return its path (no network, no token needed)."""
+    that would be pushed there and return its path (no network, no token needed). ``progress``:
+    huggingface_hub's upload bars, by default only when stderr is a terminal."""
     ckpt = registry.get(name)
     check_repo_id(repo_id)
     if force and not (reason and reason.strip()):
@@ -51,7 +75,8 @@ def push(name: str, weights_dir: str | Path, repo_id: str, records: list[Record]
     if reason and not force:
         raise SenetZooError(None, "--reason is only for --force")
     decision = gate_mod.evaluate(name, weights_dir, records)
-    for line in describe(decision):
+    # A refusal without --force is said once, by the error line.
+    for line in describe(decision, refusals=decision.passed or force):
         log(line)
     if not decision.passed:
         if not force:
@@ -70,7 +95,9 @@ def push(name: str, weights_dir: str | Path, repo_id: str, records: list[Record]
     from huggingface_hub import CommitOperationAdd, HfApi
     from huggingface_hub.errors import HfHubHTTPError
 
-    with tempfile.TemporaryDirectory(prefix=".senet-zoo-push-") as tmp:
+    if progress is None:
+        progress = sys.stderr.isatty()
+    with tempfile.TemporaryDirectory(prefix=".senet-zoo-push-") as tmp, _progress_bars(progress):
         folder = Path(tmp) / "stage"
         files = stage(decision, repo_id, folder, link=True)
         log(f"staged {len(files)} files: {', '.join(files)}")
