@@ -3,7 +3,7 @@ from __future__ import annotations
 
 __version__ = "0.1.0"
 
-__all__ = ["__version__", "create_model", "list_models"]
+__all__ = ["__version__", "create_model", "list_models", "pretrained_cfg_overlay"]
 
 
 def create_model(name: str, pretrained: bool | str = False, **kwargs):
@@ -18,3 +18,13 @@ def list_models() -> list[str]:
     from . import registry
 
     return registry.names()
+
+
+def pretrained_cfg_overlay(name: str, file: str | None = None) -> dict:
+    """For timm users of a plain architecture name: ``timm.create_model(<timm architecture>, pretrained=True,
+    pretrained_cfg_overlay=senet_zoo.pretrained_cfg_overlay(name, file=".../model.safetensors"))``. Without
+    it timm normalises with its own ImageNet mean/std, not the release's. ``hf-hub:`` and ``local-dir:``
+    read ``config.json`` and need no overlay."""
+    from .models.config import pretrained_cfg_overlay as _overlay
+
+    return _overlay(name, file)

@@ -28,3 +28,41 @@ def release_file(name: str) -> Path:
         pytest.skip(f"{path} is absent: the upstream release files (prototxts, ILSVRC2017_val.txt) live in "
                     "../shared/senet-release beside the repository")
     return path
+
+
+# The fast tier (`pytest -m "not slow"`, under 2 minutes on 2 cores) leaves out what takes over ~4 s there;
+# each feature keeps a fast test (a smaller model, an in-process run, or the same check on fewer inputs).
+# Listed by node id here rather than decorated in each file, so that the tier is decided in one place;
+# brackets are literal, `*` is a wildcard. Tests of new files carry @pytest.mark.slow themselves.
+SLOW = (
+    "test_cli.py::test_demo_runs_the_whole_pipeline",                    # the demo's steps are tested one by one
+    "test_cli.py::test_convert_all_finds_release_files_and_verifies",
+    "test_cli.py::test_verify_exits_1_when_the_weights_differ_from_the_caffemodel",
+    "test_cli.py::test_info_prints_paper_comparison",                    # in-process: test_cli_voice.py
+    *(f"test_convert_equality.py::test_converted_model_equals_opencv_caffe_runtime[{name}]"  # the rest stay fast
+      for name in ("senet154", "se_resnet152", "se_resnet101", "se_resnext101_32x4d", "se_resnet50")),
+    "test_convert_equality.py::test_converted_weights_load_into_timm_strictly_with_equal_outputs",
+    "test_convert_errors.py::test_converts_and_refuses_unknown_hash_without_flag",
+    "test_convert_errors.py::test_failed_conversion_keeps_previous_output",
+    "test_models.py::test_all_timm_twins_have_identical_state_dict_layout",
+    "test_models.py::test_state_dict_loads_strictly_into_timm_and_outputs_match[senet154]",
+    "test_synthetic.py::test_converter_mistakes_change_the_logits_a_lot",
+    "test_synthetic.py::test_synthesis_is_deterministic_and_seeded",
+    *(f"test_synthetic.py::test_synthetic_release_net[{name}]" for name in ("senet154", "se_resnet152", "se_resnet101")),
+    "test_validation_run.py::test_record_and_predictions_match_an_independent_per_image_loop",
+    "test_validation_run.py::test_expect_agreement_pil_amp_and_real_labels",    # shares the baseline run
+    "test_validation_run.py::test_imagefolder_layout_with_workers_gives_the_same_predictions",
+    "test_validation_run.py::test_torchrun_two_processes_equal_one_process",
+    "test_validation_run.py::test_resume_after_a_real_kill_equals_the_uninterrupted_run",
+    "test_validation_run.py::test_resume_across_world_sizes",
+    "test_validation_run.py::test_corrupt_image_fails_in_one_line_or_is_skipped_and_counted",
+)
+
+
+def pytest_collection_modifyitems(config, items):
+    import fnmatch
+
+    for item in items:
+        tail = item.nodeid.rsplit("/", 1)[-1]
+        if any(fnmatch.fnmatchcase(tail, pattern.replace("[", "[[]")) for pattern in SLOW):
+            item.add_marker(pytest.mark.slow)

@@ -50,3 +50,26 @@ def hub_config(ckpt: registry.Checkpoint, num_features: int, source_file: str, s
             "class_order": CLASS_ORDER,
         },
     }
+
+
+# What timm's resolve_data_config reads from a pretrained_cfg: the preprocessing. A plain timm model name
+# (`legacy_seresnet50`) carries timm's own ImageNet mean/std (0.485/0.229), which silently runs our weights
+# on wrongly normalised input; these keys, passed as pretrained_cfg_overlay, replace them.
+OVERLAY_KEYS = ("input_size", "interpolation", "crop_pct", "crop_mode", "mean", "std")
+
+
+def pretrained_cfg_overlay(name: str, file: str | None = None) -> dict[str, Any]:
+    """The ``pretrained_cfg_overlay`` to pass to ``timm.create_model(<timm architecture>, pretrained=True,
+    pretrained_cfg_overlay=...)`` so that timm preprocesses as our ``config.json`` says; ``file``: the
+    converted ``model.safetensors`` for timm to load."""
+    from ..errors import SenetZooError
+
+    ckpt = registry.get(name)
+    if ckpt.timm_architecture is None:
+        raise SenetZooError(None, f"{name}: timm has no {ckpt.display_name} architecture; load it with "
+                            "senet_zoo.create_model")
+    cfg = pretrained_cfg(ckpt)
+    overlay: dict[str, Any] = {k: tuple(cfg[k]) if isinstance(cfg[k], list) else cfg[k] for k in OVERLAY_KEYS}
+    if file is not None:
+        overlay = {"file": str(file), **overlay}
+    return overlay
