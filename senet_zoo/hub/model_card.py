@@ -14,6 +14,12 @@ if TYPE_CHECKING:
     from .gate import GateDecision
 
 RELEASE_URL = "https://github.com/hujie-frank/SENet"
+# The Hub links a model to its paper through this tag.
+ARXIV_TAG = "arxiv:1709.01507"
+# What a user installs; tests/test_wheel.py builds and installs exactly this distribution.
+INSTALL_LINE = "pip install senet-zoo"
+# The files a loader needs: snapshot_download would otherwise also fetch validation/*.npz.
+LOAD_PATTERNS = ("config.json", "model.safetensors")
 # Hub library for models timm cannot build (SE-BN-Inception has no timm twin). The Hub accepts any
 # library name; this one says honestly which package loads the weights.
 OWN_LIBRARY = "senet-zoo"
@@ -54,7 +60,8 @@ def card_metadata(decision: "GateDecision", repo_id: str) -> "ModelCardData":  #
 
     ckpt = registry.get(decision.model)
     timm_ok = ckpt.timm_architecture is not None
-    tags = ["image-classification", "squeeze-and-excitation", "senet-zoo", "caffe-conversion", "safetensors"]
+    tags = ["image-classification", "squeeze-and-excitation", "senet-zoo", "caffe-conversion", "safetensors",
+            ARXIV_TAG]
     if timm_ok:
         tags.insert(1, "timm")
     results = []
@@ -176,24 +183,73 @@ def _preprocessing_section(decision: "GateDecision") -> list[str]:
         "numbers above.", ""]
 
 
+def _details_section(decision: "GateDecision") -> list[str]:
+    """Parameters, multiply-adds and input sizes, as timm's own cards give them (``senet-zoo info``)."""
+    from ..models.complexity import complexity
+
+    ckpt = registry.get(decision.model)
+    c = complexity(decision.model, 224)
+    paper = ckpt.published.get("paper")
+    sizes = ", ".join(f"{e.img_size} × {e.img_size}" for e in ckpt.eval)
+    rows = ["## Model details", "", "| | |", "| --- | --- |",
+            f"| Parameters | {c.parameters / 1e6:.2f} M ({c.parameters:,}) |",
+            f"| GMACs (multiply-adds at 224 × 224) | {c.gmacs:.2f}"
+            + (f" (paper: {paper.gflops:.2f} GFLOPs, which are multiply-adds)" if paper and paper.gflops else "")
+            + " |",
+            f"| Image size | {sizes} (evaluation); trained at 224 × 224 |",
+            f"| Architecture | {ckpt.timm_architecture or ckpt.architecture} |",
+            f"| Paper | [Squeeze-and-Excitation Networks](https://arxiv.org/abs/1709.01507) |", "",
+            "Multiply-adds count convolutions and fully connected layers, the paper's convention "
+            f"(`senet-zoo info {decision.model}`).", ""]
+    return rows
+
+
+def _overlay_literal(name: str) -> str:
+    from ..models.config import pretrained_cfg_overlay
+
+    o = pretrained_cfg_overlay(name)
+    assert o["std"] == (o["std"][0],) * 3  # written as one value
+    return (f"mean=(123 / 255, 117 / 255, 104 / 255), std=(1 / 255,) * 3, "
+            f'interpolation="{o["interpolation"]}", crop_pct={o["crop_pct"]}, crop_mode="{o["crop_mode"]}"')
+
+
 def _usage_section(decision: "GateDecision", repo_id: str) -> list[str]:
     ckpt = registry.get(decision.model)
     name = decision.model
-    out = ["## Usage", "", "With senet-zoo (`pip install senet-zoo`):", "", "```python", "import senet_zoo", "",
+    patterns = "[" + ", ".join(f'"{p}"' for p in LOAD_PATTERNS) + "]"
+    out = ["## Usage", "", f"With senet-zoo (`{INSTALL_LINE}`):", "", "```python", "import senet_zoo", "",
            f'model = senet_zoo.create_model("{name}", pretrained=True)',
            f"# downloads the revision pinned in senet-zoo's checkpoints.yaml and checks its sha256",
            f"# ({decision.weights.sha256}) before loading; works offline (HF_HUB_OFFLINE=1) from the cache",
-           "```", "", "or from this repository directly:", "", "```python",
+           'print(model.pretrained_cfg["mean"], model.pretrained_cfg["std"])  # (123, 117, 104)/255 and 1/255',
+           "```", "", "or from this repository directly (only the two files the model needs):", "", "```python",
            "from huggingface_hub import snapshot_download", "import senet_zoo", "",
-           f'model = senet_zoo.create_model("{name}", pretrained=snapshot_download("{repo_id}"))', "```", ""]
+           f'folder = snapshot_download("{repo_id}", allow_patterns={patterns})',
+           f'model = senet_zoo.create_model("{name}", pretrained=folder)', "```", ""]
     if ckpt.timm_architecture:
         out += ["With [timm](https://github.com/huggingface/pytorch-image-models) (architecture "
-                f"`{ckpt.timm_architecture}`, same outputs):", "", "```python", "import timm", "import torch", "",
+                f"`{ckpt.timm_architecture}`, same outputs). `hf-hub:` reads this repository's `config.json`, "
+                "so timm preprocesses as below (mean (123, 117, 104)/255, std 1/255, bilinear, crop 0.875):", "",
+                "```python", "import timm", "import torch", "from PIL import Image", "",
                 f'model = timm.create_model("hf-hub:{repo_id}", pretrained=True).eval()',
                 "config = timm.data.resolve_data_config({}, model=model)",
                 "transform = timm.data.create_transform(**config)  # PIL pipeline, see Preprocessing",
+                'image = Image.open("photo.jpg").convert("RGB")  # any photo',
                 "with torch.no_grad():",
-                "    top5 = model(transform(image).unsqueeze(0)).topk(5)  # image: a PIL RGB image", "```", ""]
+                "    top5 = model(transform(image).unsqueeze(0)).softmax(-1).topk(5)",
+                'labels = model.pretrained_cfg.get("label_names")  # WordNet IDs in output order',
+                "print([(labels[i] if labels else int(i), round(float(p), 3)) "
+                "for p, i in zip(top5.values[0], top5.indices[0])])",
+                "```", "",
+                f"**Careful with the plain name** `{ckpt.timm_architecture}`: timm's own `pretrained_cfg` for it "
+                "carries timm's ImageNet mean/std (0.485/0.229), which silently runs these weights on wrongly "
+                "normalised input. Pass this repository's preprocessing with the file "
+                f"(`senet_zoo.pretrained_cfg_overlay(\"{name}\", file=...)` gives the same dict):", "",
+                "```python", "import timm", "from huggingface_hub import hf_hub_download", "",
+                f'file = hf_hub_download("{repo_id}", "model.safetensors")',
+                f'model = timm.create_model("{ckpt.timm_architecture}", pretrained=True, pretrained_cfg_overlay=dict(',
+                f"    file=file, {_overlay_literal(name)})).eval()",
+                "print(timm.data.resolve_data_config({}, model=model))", "```", ""]
     else:
         out += [f"timm has no {ckpt.display_name} architecture; load it with senet-zoo.", ""]
     out += ["Labels: `config.json` `label_names` holds the 1000 WordNet IDs in output order.", ""]
@@ -214,6 +270,7 @@ def render_model_card(decision: "GateDecision", repo_id: str, file_names: dict |
         lines += ["> **Warning: published without passing senet-zoo's validation gate.**",
                   f"> Reason given: {decision.forced_reason}",
                   f"> The gate said: {decision.refusal or 'nothing (it passed)'}", ""]
+    lines += _details_section(decision)
     lines += _results_section(decision)
     lines += _provenance_section(decision, file_names)
     lines += _preprocessing_section(decision)

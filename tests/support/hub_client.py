@@ -24,8 +24,11 @@ def client_settings(monkeypatch, hub, cache: Path) -> None:
 
 
 def upload(hub, repo_id: str, folder: Path) -> str:
-    from huggingface_hub import HfApi
+    import pytest
+    from huggingface_hub import HfApi, constants
 
-    api = HfApi(endpoint=hub.url, token=TOKEN)
-    api.create_repo(repo_id, exist_ok=True)
-    return api.upload_folder(repo_id=repo_id, folder_path=str(folder)).oid
+    with pytest.MonkeyPatch.context() as mp:  # the local Hub speaks Git LFS, not Xet
+        mp.setattr(constants, "HF_HUB_DISABLE_XET", True)
+        api = HfApi(endpoint=hub.url, token=TOKEN)
+        api.create_repo(repo_id, exist_ok=True)
+        return api.upload_folder(repo_id=repo_id, folder_path=str(folder)).oid
