@@ -36,10 +36,11 @@ class OneLineParser(argparse.ArgumentParser):
 
 def unknown_model_message(name: str, known: list[str]) -> str:
     """``unknown model 'x'``, with the nearest registry name when one is close enough to be a typo."""
-    near = difflib.get_close_matches(name, known, n=1, cutoff=0.6)
-    if not near:  # a prefix or a display name ("SE-ResNet-50") is a typo too
-        folded = name.lower().replace("-", "").replace("_", "")
-        near = [k for k in known if k.replace("_", "").startswith(folded) or folded.startswith(k.replace("_", ""))][:1]
+    # A prefix ("se_resnext5"), or a display name ("SE-ResNet-50") once case and separators are folded,
+    # says more than edit distance, which would offer se_resnet50 for se_resnext5.
+    folded = name.lower().replace("-", "").replace("_", "")
+    near = [k for k in known if folded and k.replace("_", "").startswith(folded)][:1]
+    near = near or difflib.get_close_matches(name.lower(), known, n=1, cutoff=0.6)
     hint = f"; did you mean {near[0]}?" if near else ""
     return f"unknown model '{name}'{hint} (known: {', '.join(known)})"
 
@@ -74,17 +75,34 @@ def _check_model(parser: argparse.ArgumentParser, args: argparse.Namespace) -> N
 
     known = registry.names()
     if name not in known:
-        _subparser(parser, args.command).error(unknown_model_message(name, known))
+        parser.error(unknown_model_message(name, known))
+
+
+def _parse(parser: argparse.ArgumentParser, argv: list[str] | None) -> argparse.Namespace:
+    args, extra = parser.parse_known_args(argv)
+    command = getattr(args, "command", None)
+    # argparse reports a sub-command's unknown options as the top-level parser's; name the command instead
+    command_parser = _subparser(parser, command) if command else parser
+    if extra:
+        command_parser.error(f"unrecognized arguments: {' '.join(extra)}")
+    if command:
+        _check_model(command_parser, args)
+    return args
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    try:
+        args = _parse(parser, argv)
+    except SystemExit as e:  # --help, --version, or a usage error already printed in one line
+        return e.code if isinstance(e.code, int) else 2
+    except SenetZooError as e:  # the registry itself (SENET_ZOO_REGISTRY) is unreadable
+        print(f"senet-zoo: error: {e}", file=sys.stderr)
+        return e.exit_code
     if not getattr(args, "func", None):
         parser.print_help(sys.stderr)
         return 2
     try:
-        _check_model(parser, args)
         return int(args.func(args) or 0)
     except SenetZooError as e:
         print(f"senet-zoo {args.command}: error: {e}", file=sys.stderr)

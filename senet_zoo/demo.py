@@ -18,7 +18,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("demo", help="run the whole pipeline on a seeded stand-in for SE-ResNet-50",
                        description=__doc__.split("\n\n")[1])
     p.add_argument("--work-dir", type=Path, default=Path("demo-out"), help="where to write (default: demo-out)")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=0, help="seed of the stand-in's synthetic weights and images "
+                   "(default 0)")
     p.set_defaults(func=run)
 
 
