@@ -1,6 +1,7 @@
 """``senet-zoo demo``: the whole pipeline on a seeded stand-in for the SE-ResNet-50 download.
 
-The trained caffemodels are not redistributable from here, so the demo writes a release-format
+The trained caffemodels (Apache-2.0, like the code) are large downloads from the release's own links and
+are not shipped with senet-zoo, so the demo writes a release-format
 SE-ResNet-50 (the official topology and layer names, seeded synthetic weights in Caffe's blob layout),
 then runs exactly what a user runs on the real files: convert, verify against OpenCV's Caffe runtime,
 validate on a small JPEG set, and stage the Hub folder (dry run) that timm loads back.
