@@ -6,6 +6,7 @@ typed in here. The YAML is produced by ``huggingface_hub.ModelCardData`` so that
 """
 from __future__ import annotations
 
+import functools
 from typing import TYPE_CHECKING
 
 from .. import registry
@@ -183,12 +184,18 @@ def _preprocessing_section(decision: "GateDecision") -> list[str]:
         "numbers above.", ""]
 
 
-def _details_section(decision: "GateDecision") -> list[str]:
-    """Parameters, multiply-adds and input sizes, as timm's own cards give them (``senet-zoo info``)."""
+@functools.lru_cache(maxsize=None)
+def _complexity(name: str):
+    """Counted once per process: building and tracing the model costs seconds (SENet-154)."""
     from ..models.complexity import complexity
 
+    return complexity(name, 224)
+
+
+def _details_section(decision: "GateDecision") -> list[str]:
+    """Parameters, multiply-adds and input sizes, as timm's own cards give them (``senet-zoo info``)."""
     ckpt = registry.get(decision.model)
-    c = complexity(decision.model, 224)
+    c = _complexity(decision.model)
     paper = ckpt.published.get("paper")
     sizes = ", ".join(f"{e.img_size} × {e.img_size}" for e in ckpt.eval)
     rows = ["## Model details", "", "| | |", "| --- | --- |",
