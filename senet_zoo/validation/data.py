@@ -402,7 +402,9 @@ def _parquet_source(files: list[Path], root: Path, uri: str | None = None) -> _S
     notes = []
     stems = [f.name for f in files]
     split = [f for f in files if f.name.startswith("validation")]
-    if split and len(split) < len(files):  # the Hub's data/ folder holds every split: evaluate on validation
+    if not root.is_dir():  # a file named on the command line is read whatever its name
+        pass
+    elif split and len(split) < len(files):  # the Hub's data/ folder holds every split: evaluate on validation
         notes.append(f"read the {len(split)} validation-*.parquet of {len(files)} parquet files")
         files = split
     elif any(n.startswith(("train", "test")) for n in stems) and not split:
