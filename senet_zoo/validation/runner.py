@@ -113,7 +113,10 @@ def run_validation(args: argparse.Namespace) -> int:
         from ..models.factory import resolve_weights
 
         resolve_weights(args.weights)
-    evalset = load_eval_set(args.data, args.labels, args.label_format, args.limit)
+    cache = getattr(args, "cache", None)  # --cache DIR (decode cache) also keeps the tar indexes
+    evalset = load_eval_set(args.data, args.labels, args.label_format, args.limit,
+                            index_dir=Path(cache) / "tar-index" if cache else None,
+                            ground_truth=not args.expect_agreement)
     real = metrics.load_real_labels(args.real_labels or None) if args.real_labels is not None else None
 
     dist = distributed.setup(device.type)
@@ -226,7 +229,9 @@ def _run(args, ckpt, device, precision, numerics, evalset, real, dist, log) -> i
                  "num_found": evalset.num_found, "limit": evalset.limit,
                  "subset_rule": "the N smallest sha256(base name), in name order" if evalset.limit else None,
                  "label_source": evalset.label_source, "labels_sha256": evalset.labels_sha256(),
-                 "file_list_sha256": evalset.file_list_sha256()},
+                 "file_list_sha256": evalset.file_list_sha256(),
+                 "source": evalset.source_kind, "source_uri": evalset.source_uri,
+                 "member_list_sha256": evalset.member_list_sha256()},
         "preprocess": prep.describe(mean, std),
         "img_size": img_size,
         "precision": precision,

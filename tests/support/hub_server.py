@@ -14,6 +14,10 @@ Two stdlib HTTP servers on 127.0.0.1 share one in-memory store:
 * the *cdn* (a different origin, so the client strips ``Authorization`` as it does for the real CDN and S3)
   takes LFS uploads (``PUT /upload/{oid}``, checking sha256 and size) and serves LFS blobs.
 
+Dataset repos (``FakeHub.add_dataset``) answer ``GET /api/datasets/{repo}[/revision/{rev}]`` and
+``HEAD``/``GET /datasets/{repo}/resolve/{rev}/{path}``; a gated one answers 401 (``X-Error-Code: GatedRepo``)
+without the token, as the Hub does for ImageNet.
+
 Xet is not spoken: no ``X-Xet-Hash`` header is ever sent, so downloads use plain HTTP. Uploads in
 huggingface_hub 2.4 choose Xet purely on the client side (``hf_xet`` installed and ``HF_HUB_DISABLE_XET``
 unset), so tests set ``HF_HUB_DISABLE_XET=1`` to take the Git LFS path this server implements.
@@ -68,6 +72,7 @@ class Repo:
     branches: dict[str, str] = field(default_factory=dict)
     commits: dict[str, dict[str, Entry]] = field(default_factory=dict)
     messages: dict[str, str] = field(default_factory=dict)
+    gated: bool = False            # dataset repos: every read needs the token
 
     def resolve(self, rev: str) -> str | None:
         if rev in self.branches:
@@ -79,6 +84,7 @@ class FakeHub:
     def __init__(self, token: str | None = None):
         self.token = token
         self.repos: dict[str, Repo] = {}
+        self.datasets: dict[str, Repo] = {}
         self.lfs: dict[str, bytes] = {}
         self.requests: list[dict] = []
         self.lock = threading.Lock()
@@ -128,6 +134,23 @@ class FakeHub:
         repo = self.repos[repo_id]
         entry = repo.commits[repo.resolve(rev)][path]
         return self.lfs[entry.lfs_oid] if entry.lfs_oid else entry.data
+
+    def add_dataset(self, repo_id: str, files: dict[str, bytes], gated: bool = True) -> str:
+        """A dataset repo with one commit of ``files`` (parquet and large files stored as LFS); its sha."""
+        tree = {".gitattributes": Entry(data=GITATTRIBUTES, size=len(GITATTRIBUTES))}
+        for path, data in files.items():
+            if path.endswith(".parquet") or len(data) > LFS_SIZE:
+                oid = hashlib.sha256(data).hexdigest()
+                self.lfs[oid] = data
+                tree[path] = Entry(lfs_oid=oid, size=len(data))
+            else:
+                tree[path] = Entry(data=data, size=len(data))
+        with self.lock:
+            repo = Repo(repo_id, private=False, gated=gated)
+            sha = self.commit(repo, None, tree, "dataset")
+            repo.branches["main"] = sha
+            self.datasets[repo_id] = repo
+        return sha
 
     def replace_lfs_object(self, oid: str, data: bytes) -> None:
         """Serve other bytes under an existing LFS oid (a compromised or broken storage)."""
@@ -224,16 +247,21 @@ class _Handler(BaseHTTPRequestHandler):
         return self._error(404, None, f"cdn: no route {self.command} {path}")
 
     # -- the hub origin --------------------------------------------------------------------------------
-    def _repo(self, repo_id: str, write: bool = False) -> Repo | None:
-        repo = self.hub.repos.get(repo_id)
+    def _repo(self, repo_id: str, write: bool = False, store: dict | None = None) -> Repo | None:
+        repo = (self.hub.repos if store is None else store).get(repo_id)
+        if repo is not None and repo.gated and not self._authorized():
+            self._error(401, "GatedRepo", f"Access to dataset {repo_id} is restricted. You must have access to "
+                        "it and be authenticated to access it. Please log in.")
+            return None
         if repo is None or ((repo.private or write) and not self._authorized()):
             self._error(404 if self._authorized() else 401, "RepoNotFound", "Repository not found")
             return None
         return repo
 
-    def _revision(self, repo_id: str, rev: str, write: bool = False) -> tuple[Repo, str] | None:
+    def _revision(self, repo_id: str, rev: str, write: bool = False, store: dict | None = None
+                  ) -> tuple[Repo, str] | None:
         """The repo and the commit ``rev`` names, or None after answering 401/404 as the Hub does."""
-        repo = self._repo(repo_id, write)
+        repo = self._repo(repo_id, write, store)
         if repo is None:
             return None
         sha = repo.resolve(rev)
@@ -257,6 +285,12 @@ class _Handler(BaseHTTPRequestHandler):
                 return self._commit(repo_id, "/".join(rest[1:]), body)
             if self.command == "GET" and (not rest or rest[0] == "revision"):
                 return self._repo_info(repo_id, "/".join(rest[1:]) or "main")
+        if parts[:2] == ["api", "datasets"] and len(parts) >= 4 and self.command == "GET":
+            rest = parts[4:]
+            if not rest or rest[0] == "revision":
+                return self._repo_info("/".join(parts[2:4]), "/".join(rest[1:]) or "main", self.hub.datasets)
+        if parts[0] == "datasets" and len(parts) >= 6 and parts[3] == "resolve" and self.command in ("GET", "HEAD"):
+            return self._resolve(f"{parts[1]}/{parts[2]}", parts[4], "/".join(parts[5:]), self.hub.datasets)
         if len(parts) >= 5 and parts[1].endswith(".git") and parts[2:5] == ["info", "lfs", "objects"]:
             repo_id = f"{parts[0]}/{parts[1][:-4]}"
             if parts[5:] == ["batch"]:
@@ -377,16 +411,16 @@ class _Handler(BaseHTTPRequestHandler):
         return self._json(200, {"success": True, "commitOid": sha, "commitUrl": f"{self.hub.url}/{repo_id}/commit/{sha}",
                                 "hookOutput": "", "pullRequestUrl": None})
 
-    def _repo_info(self, repo_id: str, rev: str):
-        found = self._revision(repo_id, rev)
+    def _repo_info(self, repo_id: str, rev: str, store: dict | None = None):
+        found = self._revision(repo_id, rev, store=store)
         if found is None:
             return
         repo, sha = found
         return self._json(200, {"id": repo_id, "modelId": repo_id, "sha": sha, "private": repo.private,
                                 "siblings": [{"rfilename": p} for p in sorted(repo.commits[sha])]})
 
-    def _resolve(self, repo_id: str, rev: str, path: str):
-        found = self._revision(repo_id, rev)
+    def _resolve(self, repo_id: str, rev: str, path: str, store: dict | None = None):
+        found = self._revision(repo_id, rev, store=store)
         if found is None:
             return
         repo, sha = found
