@@ -30,7 +30,7 @@ from . import caffe_pb2
 
 __all__ = [
     "CaffeLayer", "CaffeNet", "read_prototxt", "read_weights", "write_caffemodel", "write_caffemodel_h5",
-    "write_prototxt", "net_to_proto", "net_from_proto",
+    "write_prototxt", "net_to_proto", "net_from_proto", "probe_weights",
 ]
 
 PathLike = str | os.PathLike
@@ -651,6 +651,30 @@ def is_hdf5(path: PathLike) -> bool:
     """Whether ``path`` is an HDF5 file (Caffe's ``.caffemodel.h5`` snapshots), by its magic bytes."""
     with open(path, "rb") as f:
         return f.read(len(_HDF5_MAGIC)) == _HDF5_MAGIC
+
+
+def probe_weights(path: PathLike) -> None:
+    """Refuse, from its first bytes, a file that cannot be a caffemodel (a prototxt, an image, a pickle, ...),
+    so that the user hears what the file is before any advice about its hash."""
+    path = pathlib.Path(path)
+    fd = _open_for_reading(path)
+    try:
+        head = os.pread(fd, 64, 0)
+    finally:
+        os.close(fd)
+    if not head:
+        raise SenetZooError(path, "empty file, not a Caffe model")
+    if head.startswith(_HDF5_MAGIC):
+        return
+    try:
+        number, wt, *_ = next(_fields(head, 0, len(head), 1 << 62))
+        fits = wt in _NET_FIELDS.get(number, ())
+    except _WireError:
+        fits = False
+    if not fits:
+        what = _sniff(head)
+        raise SenetZooError(path, f"not a Caffe model: {what}" if what else
+                            "not a Caffe model (its first bytes are no NetParameter field)")
 
 
 def read_weights(path: PathLike) -> CaffeNet:

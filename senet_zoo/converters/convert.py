@@ -8,6 +8,7 @@ caffemodel blob and every caffemodel blob is used; anything missing or left over
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
@@ -278,13 +279,25 @@ OUTPUT_FILES = frozenset({"model.safetensors", "config.json"})
 
 
 def _check_output_folder(output: Path) -> None:
-    """The output folder is replaced as a whole: only a new, empty or earlier converted folder may be."""
+    """The output folder is replaced as a whole: only a new, empty or earlier converted folder may be, in a
+    folder we may write to (checked before any work is done)."""
+    if output.is_symlink():
+        target = os.readlink(output)
+        state = "" if output.exists() else ", which does not exist"
+        raise SenetZooError(output, f"is a symbolic link (to {target}{state}); give the folder itself")
     if output.exists():
         if not output.is_dir():
             raise SenetZooError(output, "exists and is not a folder")
         others = sorted(p.name for p in output.iterdir() if p.name not in OUTPUT_FILES)
         if others:
             raise SenetZooError(output, f"exists and holds other files ({others[0]}…); give a new or empty folder")
+    parent = output.absolute().parent
+    while not parent.exists() and parent != parent.parent:
+        parent = parent.parent
+    if not parent.is_dir():
+        raise SenetZooError(parent, "is not a folder: cannot create the output below it")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise SenetZooError(parent, "is not writable: cannot write the output here")
 
 
 def convert(name: str, caffemodel: str | Path, output: str | Path, prototxt: str | Path | None = None,
@@ -300,6 +313,7 @@ def convert(name: str, caffemodel: str | Path, output: str | Path, prototxt: str
     if prototxt is not None and not prototxt.is_file():
         raise SenetZooError(prototxt, "no such file")
     _check_output_folder(output)
+    caffe_io.probe_weights(caffemodel)  # what the file is comes before any advice about its hash
     source_sha256 = sha256_file(caffemodel)
     check_release_hash(ckpt, caffemodel, source_sha256, allow_unknown_hash)
     prototxt_net = None
@@ -315,9 +329,13 @@ def convert(name: str, caffemodel: str | Path, output: str | Path, prototxt: str
     config = hub_config(ckpt, num_features, caffemodel.name, source_sha256, CONVERTER_VERSION)
     metadata = {"format": "pt", "model": ckpt.name, "source_file": caffemodel.name, "source_sha256": source_sha256,
                 "converter_version": CONVERTER_VERSION, "class_order": CLASS_ORDER}
-    with atomic_dir(output) as tmp:
-        write_safetensors(state, tmp / "model.safetensors", metadata)
-        (tmp / "config.json").write_text(json.dumps(config, indent=2) + "\n")
+    try:
+        with atomic_dir(output) as tmp:
+            write_safetensors(state, tmp / "model.safetensors", metadata)
+            # bytes, not text: no newline translation, so config.json is the same file everywhere
+            (tmp / "config.json").write_bytes((json.dumps(config, indent=2) + "\n").encode("utf-8"))
+    except OSError as e:  # a full disk or a folder that went away mid-write: nothing partial is left
+        raise SenetZooError(output, f"cannot write the converted model: {e.strerror or e}") from None
     num_parameters = sum(int(v.size) for k, v in state.items() if not k.endswith(("running_mean", "running_var",
                                                                                   "num_batches_tracked")))
     return ConvertResult(ckpt.name, output, source_sha256, len(state), num_parameters)
