@@ -43,7 +43,7 @@ def _download(repo_id: str, filename: str, revision: str, endpoint: str | None, 
 
     where = f"{repo_id}@{revision}"
     try:
-        return Path(hf_hub_download(repo_id, filename, revision=revision, endpoint=endpoint, cache_dir=cache_dir,
+        path = Path(hf_hub_download(repo_id, filename, revision=revision, endpoint=endpoint, cache_dir=cache_dir,
                                     force_download=force, library_name="senet-zoo"))
     except LocalEntryNotFoundError:
         if _offline():
@@ -58,6 +58,10 @@ def _download(repo_id: str, filename: str, revision: str, endpoint: str | None, 
         raise SenetZooError(where, f"{filename} is not in this revision ({one_line(e)})") from None
     except (HfHubHTTPError, OSError, ValueError) as e:
         raise SenetZooError(where, f"{filename}: download failed ({one_line(e)})") from None
+    if not path.is_file():  # a damaged cache: the blob the snapshot points to is a folder (or not a file)
+        raise SenetZooError(path, "the Hub cache holds something other than a file here: remove it from the "
+                            "cache and download again")
+    return path
 
 
 def _evict(path: Path) -> None:
