@@ -51,6 +51,8 @@ def _verify_inputs(p: argparse.ArgumentParser) -> None:
                    "(default: generated images)")
     p.add_argument("--num-images", type=int, default=8, help="how many images (default 8)")
     p.add_argument("--seed", type=int, default=0, help="seed of the generated images")
+    p.add_argument("--max-image-pixels", type=int, metavar="N",
+                   help="--images larger than N pixels (or their resize) are refused (default: 89478485, Pillow's)")
 
 
 def run_convert(args: argparse.Namespace) -> int:
@@ -101,6 +103,10 @@ def run_verify(args: argparse.Namespace) -> int:
 
 def _verify(name: str, caffemodel: Path, weights: Path, prototxt: Path | None, args: argparse.Namespace) -> int:
     import tempfile
+
+    from ..validation.preprocess import set_max_image_pixels
+
+    set_max_image_pixels(getattr(args, "max_image_pixels", None))
 
     from .. import create_model
     from .convert import find_prototxt
