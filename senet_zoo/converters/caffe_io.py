@@ -30,10 +30,16 @@ from . import caffe_pb2
 
 __all__ = [
     "CaffeLayer", "CaffeNet", "read_prototxt", "read_weights", "write_caffemodel", "write_caffemodel_h5",
-    "write_prototxt", "net_to_proto", "net_from_proto",
+    "write_prototxt", "net_to_proto", "net_from_proto", "probe_weights",
 ]
 
 PathLike = str | os.PathLike
+
+# Refused before anything is allocated for them. The release's largest net (SENet-154) has 930 layers and no
+# layer of Caffe has more than a handful of blobs, so these only stop files built to exhaust the reader.
+MAX_LAYERS = 100_000
+MAX_BLOBS_PER_LAYER = 64
+MAX_HDF5_DEPTH = 64
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -48,6 +54,12 @@ class CaffeLayer:
     tops: list[str]
     blobs: list[np.ndarray]  # float32, C-contiguous, Caffe's blob shape
     proto: "caffe_pb2.LayerParameter | None" = None  # the layer's message without blobs (None: HDF5 weights)
+    # Per blob: its shape came from the deprecated num/channels/height/width fields. Caffe's Blob::ShapeEquals
+    # compares those from the end of the target shape (a bias stored as 1x1x1xN is N), anything else exactly.
+    legacy_shapes: tuple[bool, ...] = ()
+
+    def legacy_shape(self, index: int) -> bool:
+        return index < len(self.legacy_shapes) and self.legacy_shapes[index]
 
 
 @dataclass
@@ -185,9 +197,30 @@ def _blob_from_message(blob: caffe_pb2.BlobProto, where: str, source) -> np.ndar
     return _finish_blob(values, legacy, blob.shape.dim, where, source)
 
 
+def _is_repeated(descriptor) -> bool:
+    if hasattr(descriptor, "is_repeated"):  # protobuf >= 5 (``label`` is gone in 7)
+        return bool(descriptor.is_repeated)
+    return descriptor.label == descriptor.LABEL_REPEATED
+
+
+def _check_text(msg, where: str, source) -> None:
+    """Refuse string fields that are not UTF-8: protobuf hands them over as bytes, which no name can match."""
+    for descriptor, value in msg.ListFields():
+        values = value if _is_repeated(descriptor) else [value]
+        if descriptor.type == descriptor.TYPE_MESSAGE:
+            for sub in values:
+                _check_text(sub, where, source)
+        elif descriptor.type == descriptor.TYPE_STRING:
+            for text in values:
+                if not isinstance(text, str):
+                    raise SenetZooError(source, f"{where}: field '{descriptor.name}' is not UTF-8 text "
+                                                f"({bytes(text[:32])!r})")
+
+
 def _layer_from_message(msg, index: int, source) -> CaffeLayer:
     """A V2 or V1 layer message (blobs included) as a CaffeLayer."""
     raw_blobs = list(msg.blobs)
+    _check_text(msg, f"layer {index}", source)
     if isinstance(msg, caffe_pb2.V1LayerParameter):
         v2 = _upgrade_v1(msg)
         name, bottoms, tops = msg.name, list(msg.bottom), list(msg.top)
@@ -197,8 +230,9 @@ def _layer_from_message(msg, index: int, source) -> CaffeLayer:
         v2.ClearField("blobs")
         name, bottoms, tops = msg.name, list(msg.bottom), list(msg.top)
     blobs = [_blob_from_message(b, f"layer {index} '{name}' blob {i}", source) for i, b in enumerate(raw_blobs)]
+    legacy = tuple(any(b.HasField(k) for k in ("num", "channels", "height", "width")) for b in raw_blobs)
     return CaffeLayer(name=name, type=v2.type if v2 is not None else "", bottoms=bottoms, tops=tops, blobs=blobs,
-                      proto=v2)
+                      proto=v2, legacy_shapes=legacy)
 
 
 def _input_shape(header: caffe_pb2.NetParameter, layers: list[CaffeLayer]) -> tuple[int, ...] | None:
@@ -217,11 +251,15 @@ def net_from_proto(proto: caffe_pb2.NetParameter, source: PathLike = "<memory>")
     source = pathlib.Path(source)
     if len(proto.layer) and len(proto.layers):
         raise SenetZooError(source, "has both V2 'layer' and V1 'layers' fields; Caffe refuses such a net")
+    if len(proto.layer) + len(proto.layers) > MAX_LAYERS:
+        raise SenetZooError(source, f"declares {len(proto.layer) + len(proto.layers)} layers, more than any Caffe "
+                                    f"net ({MAX_LAYERS} at most)")
     layers = [_layer_from_message(m, i, source) for i, m in enumerate(proto.layer or proto.layers)]
     header = caffe_pb2.NetParameter()
     header.CopyFrom(proto)
     header.ClearField("layer")
     header.ClearField("layers")
+    _check_text(header, "the net header", source)
     return CaffeNet(name=proto.name, layers=layers, source=source, input_shape=_input_shape(header, layers),
                     proto=header)
 
@@ -413,6 +451,9 @@ class _BinaryReader:
                                         f"not a Caffe model (unexpected field {number}, wire type {wt} at byte "
                                         f"{tag_start} of a NetParameter)")
                 if number in (100, 2):
+                    if len(layer_spans) == MAX_LAYERS:
+                        raise SenetZooError(self.path, f"corrupt caffemodel: more than {MAX_LAYERS} layer records "
+                                                       "(the release's largest net has 930)")
                     layer_spans.append((number, value, end))
                 else:
                     header_parts.append(bytes(mm[tag_start:end]))
@@ -431,6 +472,7 @@ class _BinaryReader:
         if len(numbers) > 1:
             raise SenetZooError(self.path, "has both V2 'layer' and V1 'layers' fields; Caffe refuses such a net")
         header = self.parse(caffe_pb2.NetParameter, b"".join(header_parts), "the net header")
+        _check_text(header, "the net header", self.path)
         layers = [self.read_layer(i, number == 2, start, end) for i, (number, start, end) in enumerate(layer_spans)]
         return CaffeNet(name=header.name, layers=layers, source=self.path, input_shape=_input_shape(header, layers),
                         proto=header)
@@ -452,6 +494,9 @@ class _BinaryReader:
                 if number == blob_field:
                     if wt != _LEN:
                         raise _WireError(f"blobs field has wire type {wt}", tag_start)
+                    if len(blob_spans) == MAX_BLOBS_PER_LAYER:
+                        raise SenetZooError(self.path, f"corrupt caffemodel: layer {index} has more than "
+                                                       f"{MAX_BLOBS_PER_LAYER} blobs")
                     blob_spans.append((value, fend))
                 elif v1 and number == 1:
                     raise SenetZooError(self.path, f"layer {index} is a V0 layer (V1 field 'layer'); nets that old "
@@ -462,14 +507,17 @@ class _BinaryReader:
             raise self.fail(err, f"layer {index}") from None
         msg = self.parse(caffe_pb2.V1LayerParameter if v1 else caffe_pb2.LayerParameter, b"".join(rest),
                          f"layer {index}")
+        _check_text(msg, f"layer {index}", self.path)
         where = f"layer {index} '{msg.name}'"
         proto = _upgrade_v1(msg) if v1 else msg
-        blobs = [self.read_blob(s, e, f"{where} blob {i}") for i, (s, e) in enumerate(blob_spans)]
+        read = [self.read_blob(s, e, f"{where} blob {i}") for i, (s, e) in enumerate(blob_spans)]
         return CaffeLayer(name=msg.name, type=proto.type if proto is not None else "", bottoms=list(msg.bottom),
-                          tops=list(msg.top), blobs=blobs, proto=proto)
+                          tops=list(msg.top), blobs=[b for b, _ in read], proto=proto,
+                          legacy_shapes=tuple(legacy for _, legacy in read))
 
     # -- one blob ----------------------------------------------------------------------------------------------
-    def read_blob(self, start: int, end: int, where: str) -> np.ndarray:
+    def read_blob(self, start: int, end: int, where: str) -> tuple[np.ndarray, bool]:
+        """The blob as float32 in its shape, and whether that shape came from the legacy 4-D fields."""
         mm, size = self.mm, self.size
         floats: list[tuple[str, int, int]] = []  # ("packed"|"records", byte offset, count)
         doubles: list[tuple[str, int, int]] = []
@@ -516,16 +564,24 @@ class _BinaryReader:
             values = self.gather(doubles, np.dtype("<f8"), 9).astype(np.float32)
         else:
             values = self.gather(floats, np.dtype("<f4"), 5)
-        return _finish_blob(values, legacy, dims, where, self.path)
+        return _finish_blob(values, legacy, dims, where, self.path), bool(legacy)
 
     def run_length(self, pos: int, end: int, stride: int, tag: int) -> int:
-        n = (end - pos) // stride
-        if n == 0:
-            return 0
-        tags = np.frombuffer(self.mm, np.uint8, count=n * stride, offset=pos)[::stride]
-        bad = np.flatnonzero(tags != tag)
-        count = int(bad[0]) if bad.size else n
-        del tags, bad  # no buffer exports may outlive the mmap
+        """How many records of ``stride`` bytes starting with ``tag`` follow at ``pos``. Looked at in windows
+        that double, so the work is proportional to the run found, not to the rest of the blob (scanning to the
+        end each time made interleaved records quadratic)."""
+        total = (end - pos) // stride
+        count, window = 0, 256
+        while count < total:
+            n = min(window, total - count)
+            tags = np.frombuffer(self.mm, np.uint8, count=n * stride, offset=pos + count * stride)[::stride]
+            bad = np.flatnonzero(tags != tag)
+            found = int(bad[0]) if bad.size else n
+            del tags, bad  # no buffer exports may outlive the mmap
+            count += found
+            if found < n:
+                break
+            window *= 2
         return count
 
     def gather(self, segments, dtype: np.dtype, stride: int) -> np.ndarray:
@@ -597,6 +653,30 @@ def is_hdf5(path: PathLike) -> bool:
         return f.read(len(_HDF5_MAGIC)) == _HDF5_MAGIC
 
 
+def probe_weights(path: PathLike) -> None:
+    """Refuse, from its first bytes, a file that cannot be a caffemodel (a prototxt, an image, a pickle, ...),
+    so that the user hears what the file is before any advice about its hash."""
+    path = pathlib.Path(path)
+    fd = _open_for_reading(path)
+    try:
+        head = os.pread(fd, 64, 0)
+    finally:
+        os.close(fd)
+    if not head:
+        raise SenetZooError(path, "empty file, not a Caffe model")
+    if head.startswith(_HDF5_MAGIC):
+        return
+    try:
+        number, wt, *_ = next(_fields(head, 0, len(head), 1 << 62))
+        fits = wt in _NET_FIELDS.get(number, ())
+    except _WireError:
+        fits = False
+    if not fits:
+        what = _sniff(head)
+        raise SenetZooError(path, f"not a Caffe model: {what}" if what else
+                            "not a Caffe model (its first bytes are no NetParameter field)")
+
+
 def read_weights(path: PathLike) -> CaffeNet:
     """A binary caffemodel (V2 or legacy V1) or an HDF5 ``.caffemodel.h5``, chosen by the file's magic bytes."""
     path = pathlib.Path(path)
@@ -629,31 +709,51 @@ def _read_hdf5(path: pathlib.Path) -> CaffeNet:
             _hdf5_layers(data, "", layers, path)
     except SenetZooError:
         raise
-    except (OSError, KeyError, ValueError, RuntimeError) as err:
+    except RecursionError:
+        raise SenetZooError(path, "HDF5 groups nested too deeply") from None
+    except (OSError, KeyError, ValueError, RuntimeError, TypeError) as err:
         raise SenetZooError(path, f"unreadable HDF5 file (truncated or corrupt?): {err}") from None
     if not layers:
         raise SenetZooError(path, "HDF5 'data' group holds no layer blobs")
     return CaffeNet(name="", layers=layers, source=path, input_shape=None)
 
 
-def _hdf5_layers(group, prefix: str, out: list[CaffeLayer], path: pathlib.Path) -> None:
+def _hdf5_layers(group, prefix: str, out: list[CaffeLayer], path: pathlib.Path, depth: int = 0) -> None:
     """Caffe writes group data/<layer name> with datasets "0", "1", ...; a '/' in a layer name nests groups, so
     a group is a layer when it holds digit-named datasets (groups without any, e.g. the empty groups Caffe
     writes for parameter-free layers, carry nothing and are skipped)."""
     import h5py
 
+    if depth > MAX_HDF5_DEPTH:
+        raise SenetZooError(path, f"HDF5 groups nested more than {MAX_HDF5_DEPTH} deep under 'data'")
+    file_size = os.path.getsize(path)
     blobs: dict[int, np.ndarray] = {}
     children = []
     for key, item in group.items():
         if isinstance(item, h5py.Dataset):
             name = prefix.rstrip("/") or "/"
-            if not key.isdigit():
+            if not (key.isascii() and key.isdigit()) or len(key) > 6:
                 raise SenetZooError(path, f"layer '{name}': unexpected dataset '{key}' (Caffe names blobs 0, 1, ...)")
+            if len(blobs) == MAX_BLOBS_PER_LAYER:
+                raise SenetZooError(path, f"layer '{name}' has more than {MAX_BLOBS_PER_LAYER} blobs")
             if item.dtype.kind not in "fiu":
                 raise SenetZooError(path, f"layer '{name}' blob {key}: dtype {item.dtype} is not numeric")
+            if item.shape is None:
+                raise SenetZooError(path, f"layer '{name}' blob {key}: empty dataspace (no shape)")
+            # Checked against the bytes that exist before anything is allocated: Caffe writes plain,
+            # contiguous datasets, so a dataset that stores fewer bytes than it declares (sparse, chunked
+            # with unallocated chunks, compressed) is not Caffe's, and may declare gigabytes in a few bytes.
+            declared = int(item.size) * item.dtype.itemsize
+            stored = int(item.id.get_storage_size())
+            if declared > stored or declared > file_size:
+                raise SenetZooError(path, f"layer '{name}' blob {key}: declares {item.size} values "
+                                          f"({_shape_str(item.shape)}, {declared} bytes) but stores {stored} bytes "
+                                          "(sparse or compressed; Caffe writes plain datasets)")
             blobs[int(key)] = _as_array(item[()], np.float32)
         elif isinstance(item, h5py.Group):
             children.append((key, item))
+        if len(out) + len(children) > MAX_LAYERS:
+            raise SenetZooError(path, f"more than {MAX_LAYERS} layer groups under 'data'")
     if blobs:
         name = prefix.rstrip("/")
         if sorted(blobs) != list(range(len(blobs))):
@@ -661,7 +761,7 @@ def _hdf5_layers(group, prefix: str, out: list[CaffeLayer], path: pathlib.Path) 
         out.append(CaffeLayer(name=name, type="", bottoms=[], tops=[], blobs=[blobs[i] for i in range(len(blobs))],
                               proto=None))
     for key, item in children:
-        _hdf5_layers(item, f"{prefix}{key}/", out, path)
+        _hdf5_layers(item, f"{prefix}{key}/", out, path, depth + 1)
 
 
 def write_caffemodel_h5(net: CaffeNet, path: PathLike) -> None:

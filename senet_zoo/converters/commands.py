@@ -82,6 +82,8 @@ def _verify_inputs(p: argparse.ArgumentParser) -> None:
                    "preprocessing (default: generated images)")
     p.add_argument("--num-images", type=positive_int, default=8, metavar="N", help="how many images (default 8)")
     p.add_argument("--seed", type=int, default=0, metavar="N", help="seed of the generated images (default 0)")
+    p.add_argument("--max-image-pixels", type=positive_int, metavar="N",
+                   help="--images larger than N pixels (or their resize) are refused (default: 89478485, Pillow's)")
 
 
 def run_convert(args: argparse.Namespace) -> int:
@@ -135,6 +137,10 @@ def run_verify(args: argparse.Namespace) -> int:
 
 def _verify(name: str, caffemodel: Path, weights: Path, prototxt: Path | None, args: argparse.Namespace) -> int:
     import tempfile
+
+    from ..validation.preprocess import set_max_image_pixels
+
+    set_max_image_pixels(getattr(args, "max_image_pixels", None))
 
     from .. import create_model
     from .convert import find_prototxt

@@ -8,20 +8,24 @@ caffemodel blob and every caffemodel blob is used; anything missing or left over
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
 
-from .. import __version__, classes, registry
+from .. import classes, registry
 from ..errors import SenetZooError
 from ..files import atomic_dir, sha256_file
 from ..models.config import CLASS_ORDER, hub_config
 from . import caffe_layers
 from .release_layout import Layer, parameter_layers, release_layers
 
-CONVERTER_VERSION = __version__
+# The version of the bytes ``convert`` writes: it goes up whenever the same caffemodel would give a different
+# model.safetensors or config.json (a validation record binds to their sha256), and only then.
+# 0.2.0: a fixed safetensors header (sorted metadata keys), Caffe's exact blob rules.
+CONVERTER_VERSION = "0.2.0"
 
 
 @dataclass
@@ -50,6 +54,23 @@ def _expected_conv(layer: Layer) -> dict[str, int | bool]:
     p = layer.params["convolution_param"]
     return {"num_output": p["num_output"], "kernel": p["kernel_size"][0], "stride": p["stride"][0],
             "pad": p.get("pad", [0])[0], "group": p.get("group", 1), "bias_term": p["bias_term"]}
+
+
+def _affine_param(kind: str, layer_proto, expected: Layer | None = None) -> dict[str, Any]:
+    """The InnerProduct / Scale fields that decide its blobs, from a prototxt layer or from our layout."""
+    if kind == "InnerProduct":
+        if expected is not None:
+            p = expected.params["inner_product_param"]
+            return {"num_output": p["num_output"], "bias_term": p.get("bias_term", True), "transpose": False,
+                    "axis": 1}
+        p = layer_proto.inner_product_param
+        return {"num_output": int(p.num_output), "bias_term": bool(p.bias_term), "transpose": bool(p.transpose),
+                "axis": int(p.axis)}
+    if expected is not None:
+        p = expected.params["scale_param"]
+        return {"bias_term": p.get("bias_term", False), "axis": p.get("axis", 1), "num_axes": 1}
+    p = layer_proto.scale_param
+    return {"bias_term": bool(p.bias_term), "axis": int(p.axis), "num_axes": int(p.num_axes)}
 
 
 def _pool_param(layer_proto) -> dict[str, Any]:
@@ -90,6 +111,12 @@ def check_topology(net, ckpt: registry.Checkpoint) -> None:
             if got != want:
                 raise SenetZooError(net.source, f"layer '{expected.name}': {got} differs from {ckpt.display_name}'s "
                                     f"{want}")
+        elif expected.type in ("InnerProduct", "Scale"):
+            # the blob count Caffe builds this layer with (bias_term) must be the one our module has
+            got, want = _affine_param(expected.type, layer.proto), _affine_param(expected.type, None, expected)
+            if got != want:
+                raise SenetZooError(net.source, f"layer '{expected.name}': {got} differs from {ckpt.display_name}'s "
+                                    f"{want}")
     pools = [layer for layer in net.layers if layer.type == "Pooling"]
     want_pools = [layer for layer in release_layers(ckpt.architecture) if layer.type == "Pooling"]
     if len(pools) != len(want_pools):
@@ -116,7 +143,7 @@ def _bn_eps(name: str, *nets) -> float:
 
 
 def _describe_blobs(blobs: list[np.ndarray]) -> str:
-    return ", ".join("x".join(map(str, b.shape)) for b in blobs) or "none"
+    return ", ".join(_fmt(b.shape) for b in blobs) or "none"
 
 
 def _guess_model(weights) -> str | None:
@@ -153,26 +180,28 @@ def map_weights(weights, ckpt: registry.Checkpoint, prototxt_net=None) -> dict[s
         raise SenetZooError(source, f"layer '{extra[0]}' (blobs {_describe_blobs(available[extra[0]].blobs)}) is not "
                             f"part of {ckpt.display_name}" + (f", nor are {len(extra) - 1} more" if len(extra) > 1 else ""))
 
+    for layer in wanted:  # everything is checked before anything is computed
+        caffe = available[layer.name]
+        if caffe.proto is not None and caffe.type != layer.type:
+            raise SenetZooError(source, f"layer '{layer.name}' is a {caffe.type}, {ckpt.display_name} has a "
+                                f"{layer.type} there")
+        check_blobs(caffe, caffe_blob_shapes(layer, expected_shapes), ckpt.display_name, source)
     first_conv = next(l.name for l in wanted if l.type == "Convolution")
     state: dict[str, np.ndarray] = {}
     bn_pending: dict[str, Layer] = {}
     for layer in wanted:
         caffe = available[layer.name]
-        if caffe.proto is not None and caffe.type != layer.type:
-            raise SenetZooError(source, f"layer '{layer.name}' is a {caffe.type}, {ckpt.display_name} has a "
-                                f"{layer.type} there")
         if layer.type == "Convolution":
-            tensors = caffe_layers.convolution(_blobs(caffe, 1, 2, source), reverse_input_channels=layer.name == first_conv)
+            tensors = caffe_layers.convolution(caffe.blobs, reverse_input_channels=layer.name == first_conv)
         elif layer.type == "InnerProduct":
-            tensors = caffe_layers.inner_product(_blobs(caffe, 1, 2, source), row_order=classes.sorted_to_devkit())
+            tensors = caffe_layers.inner_product(caffe.blobs, row_order=classes.sorted_to_devkit())
         elif layer.type == "BatchNorm":
             bn_pending[layer.module] = layer
             continue
         else:  # the Scale that follows a BatchNorm: one nn.BatchNorm2d together
             bn = bn_pending.pop(layer.module)
-            bn_blobs = _blobs(available[bn.name], 3, 3, source)
-            tensors = caffe_layers.fold_batchnorm(bn_blobs, _bn_eps(bn.name, prototxt_net, weights),
-                                                  _blobs(caffe, 1, 2, source))
+            tensors = caffe_layers.fold_batchnorm(available[bn.name].blobs, _bn_eps(bn.name, prototxt_net, weights),
+                                                  caffe.blobs)
         for key, value in tensors.items():
             full = f"{layer.module}.{key}"
             want = expected_shapes.get(full)
@@ -189,11 +218,48 @@ def map_weights(weights, ckpt: registry.Checkpoint, prototxt_net=None) -> dict[s
     return state
 
 
-def _blobs(layer, lo: int, hi: int, source) -> list[np.ndarray]:
-    if not lo <= len(layer.blobs) <= hi:
-        raise SenetZooError(source, f"layer '{layer.name}' ({layer.type}) has {len(layer.blobs)} blobs, expected "
-                            f"{lo if lo == hi else f'{lo} to {hi}'}")
-    return layer.blobs
+def caffe_blob_shapes(layer: Layer, torch_shapes: dict[str, tuple[int, ...]]) -> list[tuple[str, tuple[int, ...]]]:
+    """(name, shape) of every blob Caffe's own layer holds for ``layer`` of the architecture we build: exactly
+    what ``Net::CopyTrainedLayersFrom`` demands of a caffemodel (bias blobs only with ``bias_term``)."""
+    def shape(key: str) -> tuple[int, ...]:
+        return torch_shapes[f"{layer.module}.{key}"]
+
+    if layer.type == "Convolution":
+        bias = layer.params["convolution_param"]["bias_term"]
+        return [("weight", shape("weight"))] + ([("bias", shape("bias"))] if bias else [])
+    if layer.type == "InnerProduct":
+        bias = layer.params["inner_product_param"].get("bias_term", True)
+        return [("weight", shape("weight"))] + ([("bias", shape("bias"))] if bias else [])
+    channels = shape("running_mean")
+    if layer.type == "BatchNorm":
+        return [("mean", channels), ("variance", channels), ("scale factor", (1,))]
+    bias = layer.params["scale_param"].get("bias_term", False)
+    return [("scale", channels)] + ([("bias", channels)] if bias else [])
+
+
+def shape_equals(blob: np.ndarray, legacy: bool, target: tuple[int, ...]) -> bool:
+    """Caffe's Blob::ShapeEquals: a blob stored with the deprecated num/channels/height/width fields matches a
+    target of at most 4 axes padded with leading 1s (a bias saved as 1x1x1xN); any other shape must be equal."""
+    if legacy:
+        return len(target) <= 4 and tuple(blob.shape) == (1,) * (4 - len(target)) + tuple(target)
+    return tuple(blob.shape) == tuple(target)
+
+
+def _fmt(shape) -> str:
+    return "x".join(map(str, shape)) if len(shape) else "scalar"
+
+
+def check_blobs(caffe, wanted: list[tuple[str, tuple[int, ...]]], model: str, source) -> None:
+    """Refuse a layer whose blob count or shapes differ from Caffe's (no zero fill, no truncation, no reshape)."""
+    if len(caffe.blobs) != len(wanted):
+        need = ", ".join(f"{what} {_fmt(shape)}" for what, shape in wanted)
+        raise SenetZooError(source, f"layer '{caffe.name}' has {len(caffe.blobs)} blobs "
+                            f"({_describe_blobs(caffe.blobs)}), {model}'s needs {len(wanted)} ({need}); Caffe "
+                            "refuses to load such a file")
+    for j, (blob, (what, shape)) in enumerate(zip(caffe.blobs, wanted)):
+        if not shape_equals(blob, caffe.legacy_shape(j), shape):
+            raise SenetZooError(source, f"layer '{caffe.name}' blob {j} ({what}) has shape {_fmt(blob.shape)}, "
+                                f"{model} needs {_fmt(shape)}; Caffe refuses to load such a file")
 
 
 def check_release_hash(ckpt: registry.Checkpoint, caffemodel: Path, sha256: str, allow_unknown_hash: bool) -> None:
@@ -213,20 +279,31 @@ OUTPUT_FILES = frozenset({"model.safetensors", "config.json"})
 
 
 def _check_output_folder(output: Path) -> None:
-    """The output folder is replaced as a whole: only a new, empty or earlier converted folder may be."""
+    """The output folder is replaced as a whole: only a new, empty or earlier converted folder may be, in a
+    folder we may write to (checked before any work is done)."""
+    if output.is_symlink():
+        target = os.readlink(output)
+        state = "" if output.exists() else ", which does not exist"
+        raise SenetZooError(output, f"is a symbolic link (to {target}{state}); give the folder itself")
     if output.exists():
         if not output.is_dir():
             raise SenetZooError(output, "exists and is not a folder")
         others = sorted(p.name for p in output.iterdir() if p.name not in OUTPUT_FILES)
         if others:
             raise SenetZooError(output, f"exists and holds other files ({others[0]}…); give a new or empty folder")
+    parent = output.absolute().parent
+    while not parent.exists() and parent != parent.parent:
+        parent = parent.parent
+    if not parent.is_dir():
+        raise SenetZooError(parent, "is not a folder: cannot create the output below it")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise SenetZooError(parent, "is not writable: cannot write the output here")
 
 
 def convert(name: str, caffemodel: str | Path, output: str | Path, prototxt: str | Path | None = None,
             allow_unknown_hash: bool = False, log: Callable[[str], None] = lambda s: None) -> ConvertResult:
-    from safetensors.numpy import save_file
-
     from . import caffe_io
+    from .safetensors_out import write_safetensors
 
     ckpt = registry.get(name)
     caffemodel, output = Path(caffemodel), Path(output)
@@ -236,6 +313,7 @@ def convert(name: str, caffemodel: str | Path, output: str | Path, prototxt: str
     if prototxt is not None and not prototxt.is_file():
         raise SenetZooError(prototxt, "no such file")
     _check_output_folder(output)
+    caffe_io.probe_weights(caffemodel)  # what the file is comes before any advice about its hash
     source_sha256 = sha256_file(caffemodel)
     check_release_hash(ckpt, caffemodel, source_sha256, allow_unknown_hash)
     prototxt_net = None
@@ -251,9 +329,13 @@ def convert(name: str, caffemodel: str | Path, output: str | Path, prototxt: str
     config = hub_config(ckpt, num_features, caffemodel.name, source_sha256, CONVERTER_VERSION)
     metadata = {"format": "pt", "model": ckpt.name, "source_file": caffemodel.name, "source_sha256": source_sha256,
                 "converter_version": CONVERTER_VERSION, "class_order": CLASS_ORDER}
-    with atomic_dir(output) as tmp:
-        save_file(state, str(tmp / "model.safetensors"), metadata=metadata)
-        (tmp / "config.json").write_text(json.dumps(config, indent=2) + "\n")
+    try:
+        with atomic_dir(output) as tmp:
+            write_safetensors(state, tmp / "model.safetensors", metadata)
+            # bytes, not text: no newline translation, so config.json is the same file everywhere
+            (tmp / "config.json").write_bytes((json.dumps(config, indent=2) + "\n").encode("utf-8"))
+    except OSError as e:  # a full disk or a folder that went away mid-write: nothing partial is left
+        raise SenetZooError(output, f"cannot write the converted model: {e.strerror or e}") from None
     num_parameters = sum(int(v.size) for k, v in state.items() if not k.endswith(("running_mean", "running_var",
                                                                                   "num_batches_tracked")))
     return ConvertResult(ckpt.name, output, source_sha256, len(state), num_parameters)

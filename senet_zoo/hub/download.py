@@ -43,9 +43,9 @@ def _download(repo_id: str, filename: str, revision: str, endpoint: str | None, 
 
     where = f"{repo_id}@{revision}"
     try:
-        return Path(hf_hub_download(repo_id, filename, revision=revision, endpoint=endpoint, cache_dir=cache_dir,
-                                    force_download=force, library_name="senet-zoo",
-                                    library_version=__version__))
+        path = Path(hf_hub_download(repo_id, filename, revision=revision, endpoint=endpoint, cache_dir=cache_dir,
+                                     force_download=force, library_name="senet-zoo",
+                                     library_version=__version__))
     except LocalEntryNotFoundError:
         if _offline():
             raise SenetZooError(where, f"{filename} is not in the Hub cache and offline mode is on "
@@ -59,6 +59,10 @@ def _download(repo_id: str, filename: str, revision: str, endpoint: str | None, 
         raise SenetZooError(where, f"{filename} is not in this revision ({one_line(e)})") from None
     except (HfHubHTTPError, OSError, ValueError) as e:
         raise SenetZooError(where, f"{filename}: download failed ({one_line(e)})") from None
+    if not path.is_file():  # a damaged cache: the blob the snapshot points to is a folder (or not a file)
+        raise SenetZooError(path, "the Hub cache holds something other than a file here: remove it from the "
+                            "cache and download again")
+    return path
 
 
 def _evict(path: Path) -> None:

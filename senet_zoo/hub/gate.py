@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .. import registry
+from .. import jsonio, registry
 from ..errors import SenetZooError
 from ..files import sha256_file
 from .records import Record, RecordCheck, check_record
@@ -70,10 +70,12 @@ def read_safetensors_header(path: Path) -> tuple[dict[str, str], int]:
         if n <= 0 or n > min(size - 8, 100 << 20):
             raise SenetZooError(path, "not a safetensors file (bad header length)")
         try:
-            header = json.loads(f.read(n))
-        except (UnicodeDecodeError, json.JSONDecodeError):
+            header = jsonio.loads(f.read(n))
+        except ValueError:
             raise SenetZooError(path, "not a safetensors file (header is not JSON)") from None
-    metadata = header.pop("__metadata__", None) or {}
+    metadata = header.pop("__metadata__", None) or {} if isinstance(header, dict) else None
+    if not isinstance(metadata, dict) or not all(isinstance(v, str) for v in metadata.values()):
+        raise SenetZooError(path, "not a safetensors file (header or __metadata__ is not a JSON object of strings)")
     try:
         end = max((int(v["data_offsets"][1]) for v in header.values()), default=0)
     except (TypeError, KeyError, IndexError, ValueError):
@@ -96,8 +98,8 @@ def read_weights(weights_dir: str | Path, name: str, sha256: str | None = None) 
             raise SenetZooError(p, "missing: a converted folder holds model.safetensors and config.json")
     metadata, num_tensors = read_safetensors_header(weights)
     try:
-        config = json.loads(config_path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        config = jsonio.load_path(config_path)
+    except (OSError, ValueError) as e:
         raise SenetZooError(config_path, f"not valid JSON ({e})") from None
     ours = config.get("senet_zoo") if isinstance(config, dict) else None
     if not isinstance(ours, dict) or "pretrained_cfg" not in config or "architecture" not in config:

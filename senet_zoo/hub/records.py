@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable
 
-from .. import registry
+from .. import jsonio, registry
 from ..errors import SenetZooError
 from ..files import sha256_file
 # One implementation of the record's format and metrics, shared with `senet-zoo validate`.
@@ -94,10 +94,10 @@ class Record:
 def load_record(path: str | Path) -> Record:
     path = Path(path)
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
+        data = jsonio.load_path(path)
     except FileNotFoundError:
         raise SenetZooError(path, "no such validation record") from None
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+    except (OSError, ValueError) as e:
         raise SenetZooError(path, f"not a readable validation record ({e})") from None
     if not isinstance(data, dict) or data.get("schema") != SCHEMA:
         found = data.get("schema") if isinstance(data, dict) else type(data).__name__

@@ -7,7 +7,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from .. import registry
+from .. import jsonio, registry
 from ..errors import SenetZooError
 from . import build
 
@@ -49,8 +49,8 @@ def load_weights(model: nn.Module, name: str, path: str | Path) -> dict[str, str
     stored = metadata.get("model")
     if config is not None:
         try:
-            stored = json.loads(config.read_text()).get("senet_zoo", {}).get("model", stored)
-        except json.JSONDecodeError as e:
+            stored = jsonio.load_path(config).get("senet_zoo", {}).get("model", stored)
+        except (ValueError, AttributeError) as e:
             raise SenetZooError(config, f"not valid JSON ({e})") from None
     if stored and stored != name:
         raise SenetZooError(weights, f"holds weights of '{stored}', not '{name}'")

@@ -62,6 +62,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     a(p.add_argument("--limit", type=int, metavar="N", help="evaluate a deterministic subset of N images"))
     a(p.add_argument("--skip-bad-images", action="store_true",
                      help="exclude unreadable/corrupt images (counted in the record) instead of failing"))
+    a(p.add_argument("--max-image-pixels", type=int, metavar="N",
+                     help="images (or their resize) larger than N pixels are bad images (default: 89478485, "
+                     "Pillow's limit)"))
     a(p.add_argument("--resume", action="store_true", help="continue an interrupted run from its progress file"))
     a(p.add_argument("--output", type=Path, metavar="FILE.json",
                      help="validation record (default: runs/MODEL-IMGSIZE[-pil][-AMP][-limitN].json); the "
@@ -110,6 +113,9 @@ def sibling(output: Path, suffix: str) -> Path:
 
 
 def run(args: argparse.Namespace) -> int:
+    from .preprocess import set_max_image_pixels
     from .runner import run_validation
+
+    set_max_image_pixels(getattr(args, "max_image_pixels", None))
 
     return run_validation(args)

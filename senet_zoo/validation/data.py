@@ -50,6 +50,7 @@ from pathlib import Path
 import numpy as np
 
 from .. import classes
+from .. import jsonio
 from ..errors import SenetZooError
 from . import hf_dataset, parquet_source, tar_source, wds_source
 from .sources import FolderReader
@@ -240,6 +241,20 @@ def detect_label_format(path: Path) -> str:
     return fmt
 
 
+_ASCII_INDEX = re.compile(r"[0-9]{1,7}", re.ASCII)
+_LINE_BREAK = re.compile(r"\r\n|\r|\n")  # not str.splitlines: U+2028, \x85, ... would shift devkit line numbers
+MAX_LABEL_FILE_BYTES = 256 << 20
+
+
+def _class_number(value: str, lo: int, hi: int) -> int | None:
+    """``value`` as an integer in lo..hi when it is plain ASCII digits (no signs, no Arabic-Indic, full-width
+    or superscript digits, which ``int`` and ``str.isdigit`` accept), else None."""
+    if not _ASCII_INDEX.fullmatch(value):
+        return None
+    number = int(value)
+    return number if lo <= number <= hi else None
+
+
 def read_label_file(path: Path, fmt: str = "auto") -> tuple[dict[str, int], str, str]:
     """({file name: sorted-wnid index}, description of the source, the format read)."""
     if not path.is_file():
@@ -249,56 +264,75 @@ def read_label_file(path: Path, fmt: str = "auto") -> tuple[dict[str, int], str,
     if fmt not in FORMAT_DESCRIPTIONS:
         raise SenetZooError(path, f"unknown label format '{fmt}' (one of {', '.join(LABEL_FORMATS)})")
     try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as e:
-        raise SenetZooError(path, f"cannot read label file ({e})") from None
+        with open(path, "rb") as f:
+            raw = f.read(MAX_LABEL_FILE_BYTES + 1)
+    except OSError as e:
+        raise SenetZooError(path, f"cannot read label file ({e.strerror or e})") from None
+    if len(raw) > MAX_LABEL_FILE_BYTES:
+        raise SenetZooError(path, f"larger than {MAX_LABEL_FILE_BYTES >> 20} MiB: not a label file")
+    try:
+        text = raw.decode("utf-8-sig")  # a BOM (Windows editors) is tolerated
+    except UnicodeDecodeError as e:
+        raise SenetZooError(path, f"not UTF-8 text ({e.reason} at byte {e.start})") from None
     devkit_to_sorted = classes.devkit_to_sorted()
     labels: dict[str, int] = {}
 
     def add(name: str, label: int, where: str) -> None:
         old = labels.setdefault(name, label)
         if old != label:
-            raise SenetZooError(path, f"{where}: '{name}' is labelled twice, differently")
+            raise SenetZooError(path, f"{where}: {_clip(name)!r} is labelled twice, differently")
 
     if fmt == "json":
         try:
-            data = json.loads(text)
-        except json.JSONDecodeError as e:
-            raise SenetZooError(path, f"not valid JSON ({e})") from None
+            data = jsonio.loads(raw)
+        except ValueError as e:
+            raise SenetZooError(path, f"not a usable JSON label file ({e})") from None
         if not isinstance(data, dict):
             raise SenetZooError(path, "expected a JSON object {file name: sorted-wnid index}")
         for name, value in data.items():
             if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value < classes.NUM_CLASSES:
-                raise SenetZooError(path, f"'{name}': label {value!r} is not a class index 0..999")
+                raise SenetZooError(path, f"{_clip(name)!r}: label {_clip(repr(value))} is not a class index 0..999")
             add(name, value, "entry")
     else:
         wnid_index = {w: i for i, w in enumerate(classes.sorted_wnids())}
         lineno = 0
-        for lineno, line in enumerate(text.splitlines(), 1):
+        lines = _LINE_BREAK.split(text)
+        if lines and lines[-1] == "":
+            lines.pop()
+        for lineno, line in enumerate(lines, 1):
             parts = line.split()
             if not parts:
                 continue
             where = f"line {lineno}"
             if fmt == "devkit":
-                if len(parts) != 1 or not parts[0].isdigit() or not 1 <= int(parts[0]) <= classes.NUM_CLASSES:
-                    raise SenetZooError(path, f"{where}: expected one devkit ID 1..1000 per line, got {line.strip()!r}")
-                add(f"ILSVRC2012_val_{lineno:08d}.JPEG", int(devkit_to_sorted[int(parts[0]) - 1]), where)
+                devkit_id = _class_number(parts[0], 1, classes.NUM_CLASSES) if len(parts) == 1 else None
+                if devkit_id is None:
+                    raise SenetZooError(path, f"{where}: expected one devkit ID 1..1000 per line, got "
+                                        f"{_clip(line.strip())!r}")
+                add(f"ILSVRC2012_val_{lineno:08d}.JPEG", int(devkit_to_sorted[devkit_id - 1]), where)
                 continue
             if len(parts) != 2:
-                raise SenetZooError(path, f"{where}: expected 'name label', got {line.strip()!r}")
+                raise SenetZooError(path, f"{where}: expected 'name label', got {_clip(line.strip())!r}")
             name, value = parts
             if fmt == "wnid":
                 if value not in wnid_index:
-                    raise SenetZooError(path, f"{where}: unknown wnid '{value}'")
+                    raise SenetZooError(path, f"{where}: unknown wnid {_clip(value)!r}")
                 add(name, wnid_index[value], where)
                 continue
-            if not re.fullmatch(r"\d+", value) or not 0 <= int(value) < classes.NUM_CLASSES:
-                raise SenetZooError(path, f"{where}: label {value!r} is not a class index 0..999")
-            index = int(value)
+            index = _class_number(value, 0, classes.NUM_CLASSES - 1)
+            if index is None:
+                raise SenetZooError(path, f"{where}: label {_clip(value)!r} is not a class index 0..999 "
+                                    "(ASCII digits)")
             add(name, index if fmt == "caffe" else int(devkit_to_sorted[index]), where)
     if not labels:
         raise SenetZooError(path, "contains no labels")
     return labels, f"{path} ({FORMAT_DESCRIPTIONS[fmt]})", fmt
+
+
+def _clip(text: str, n: int = 60) -> str:
+    """A piece of a user's file for an error message: one line, not a megabyte."""
+    text = str(text)
+    return text if len(text) <= n else text[:n] + "…"
 
 
 def _cross_check(path: Path, fmt: str, labels: dict[str, int]) -> None:

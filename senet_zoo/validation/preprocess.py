@@ -17,6 +17,11 @@ shorter side = 256"):
 antialiases when reducing), centre crop at ``round((H - crop) / 2)`` (torchvision ``CenterCrop``).
 
 Both produce RGB uint8 ``(crop, crop, 3)`` arrays; batches stay uint8 until they reach the device.
+
+Pixel limit: an image whose header claims more than ``max_pixels`` pixels (default 89,478,485, Pillow's
+``MAX_IMAGE_PIXELS``; ``--max-image-pixels`` raises it), or whose resize would produce more, is a bad image
+(``BadImage``, skippable with ``--skip-bad-images``) before anything is decoded or allocated. Any exception
+a decoder raises for one image is that image's ``BadImage``, never the run's.
 """
 from __future__ import annotations
 
@@ -28,8 +33,19 @@ import numpy as np
 
 from ..errors import SenetZooError
 from .decoder_messages import call_capturing_stderr
+from .image_size import image_size, is_png_or_jpeg
 
 PREPROCESS_NAMES = ("caffe", "pil")
+DEFAULT_MAX_IMAGE_PIXELS = 89_478_485  # Pillow's Image.MAX_IMAGE_PIXELS: 1024 * 1024 * 1024 // 4 // 3
+_max_image_pixels = DEFAULT_MAX_IMAGE_PIXELS
+
+
+def set_max_image_pixels(limit: int | None) -> None:
+    """The pixel limit of ``Preprocessing`` objects made from now on in this process (``--max-image-pixels``)."""
+    global _max_image_pixels
+    if limit is not None and limit < 1:
+        raise SenetZooError(None, f"--max-image-pixels must be at least 1, got {limit}")
+    _max_image_pixels = DEFAULT_MAX_IMAGE_PIXELS if limit is None else int(limit)
 
 
 class BadImage(Exception):
@@ -68,15 +84,48 @@ def _cv2():
     return cv2
 
 
-def caffe_decode(data: bytes) -> np.ndarray:
+def check_pixels(data: bytes, resize: int, max_pixels: int) -> tuple[int, int] | None:
+    """(width, height) from the header, refused (``BadImage``) when the image or its resize would exceed
+    ``max_pixels``: checked before any decoder allocates what a hostile header claims. None: a PNG or JPEG
+    whose decoder stops before reading any size (it is left to fail there, with its own words)."""
+    size = image_size(data)
+    if size is None:
+        if is_png_or_jpeg(data):
+            return None
+        raise BadImage("cannot read its width and height from the header (not a PNG, JPEG or other image "
+                       "format Pillow knows)")
+    check_dimensions(*size, resize, max_pixels)
+    return size
+
+
+def check_dimensions(width: int, height: int, resize: int, max_pixels: int) -> None:
+    if width < 1 or height < 1:
+        raise BadImage(f"its header says {width}x{height} pixels")
+    if width * height > max_pixels:
+        raise BadImage(f"{width}x{height} = {width * height:,} pixels, more than the limit of {max_pixels:,} "
+                       "(--max-image-pixels raises it)")
+    nh, nw = resized_size(height, width, resize)
+    if nh * nw > max_pixels:
+        raise BadImage(f"{width}x{height} resizes to {nw}x{nh} = {nh * nw:,} pixels, more than the limit of "
+                       f"{max_pixels:,} (--max-image-pixels raises it)")
+
+
+def caffe_decode(data: bytes, max_pixels: int | None = None, resize: int = 1) -> np.ndarray:
     """BGR uint8 (H, W, 3), as Caffe's OpenCV ``imread(IMREAD_COLOR)``; raises ``BadImage``."""
     cv2 = _cv2()
     buf = np.frombuffer(data, dtype=np.uint8)
     if not buf.size:
         raise BadImage("empty file")
-    img, said = call_capturing_stderr(lambda: cv2.imdecode(buf, cv2.IMREAD_COLOR | cv2.IMREAD_IGNORE_ORIENTATION))
+    limit = DEFAULT_MAX_IMAGE_PIXELS if max_pixels is None else max_pixels
+    checked = check_pixels(data, resize, limit)
+    try:
+        img, said = call_capturing_stderr(lambda: cv2.imdecode(buf, cv2.IMREAD_COLOR | cv2.IMREAD_IGNORE_ORIENTATION))
+    except cv2.error as e:  # e.g. OpenCV's own size limit: this image's failure
+        raise BadImage(f"OpenCV cannot decode it: {str(e).strip().splitlines()[-1]}") from None
     if img is None or img.ndim != 3 or img.shape[2] != 3 or img.shape[0] == 0 or img.shape[1] == 0:
         raise BadImage("OpenCV cannot decode it" + (f": {said}" if said else ""))
+    if checked is None:  # decoded although the header said nothing we could read: its resize is checked still
+        check_dimensions(img.shape[1], img.shape[0], resize, limit)
     return img
 
 
@@ -102,10 +151,11 @@ def read_file(path: str | Path) -> bytes:
         raise BadImage(f"cannot read it ({e.strerror or e})") from None
 
 
-def caffe_rgb(data: bytes, resize: int, crop: int, out: np.ndarray | None = None) -> np.ndarray:
+def caffe_rgb(data: bytes, resize: int, crop: int, out: np.ndarray | None = None,
+              max_pixels: int | None = None) -> np.ndarray:
     """RGB uint8 (crop, crop, 3) of an encoded image; written into ``out`` (C-contiguous) when given."""
     cv2 = _cv2()
-    bgr = caffe_resize_crop(caffe_decode(data), resize, crop)
+    bgr = caffe_resize_crop(caffe_decode(data, max_pixels, resize), resize, crop)
     if out is None:
         return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
     result = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB, dst=out)  # a channel swap, exact; SIMD, in place
@@ -114,24 +164,31 @@ def caffe_rgb(data: bytes, resize: int, crop: int, out: np.ndarray | None = None
     return out
 
 
-def caffe_preprocess_file(path: str | Path, resize: int = 256, crop: int = 224) -> np.ndarray:
+def caffe_preprocess_file(path: str | Path, resize: int = 256, crop: int = 224,
+                          max_pixels: int | None = None) -> np.ndarray:
     """The release's network input before mean subtraction: BGR uint8 (crop, crop, 3), contiguous.
     A file that cannot be decoded is a ``SenetZooError`` naming it."""
+    limit = _max_image_pixels if max_pixels is None else max_pixels
     try:
-        return np.ascontiguousarray(caffe_resize_crop(caffe_decode(read_file(path)), resize, crop))
+        return np.ascontiguousarray(caffe_resize_crop(caffe_decode(read_file(path), limit, resize), resize, crop))
     except BadImage as e:
         raise SenetZooError(path, f"unreadable or corrupt image ({e})") from None
 
 
 # -------------------------------------------------------------------------------------------------- pil
 
-def pil_rgb(data: bytes, resize: int, crop: int) -> np.ndarray:
+def pil_rgb(data: bytes, resize: int, crop: int, max_pixels: int | None = None) -> np.ndarray:
     import io
 
     from PIL import Image, UnidentifiedImageError
 
+    limit = DEFAULT_MAX_IMAGE_PIXELS if max_pixels is None else max_pixels
+    check_pixels(data, resize, limit)
+    if Image.MAX_IMAGE_PIXELS is not None and Image.MAX_IMAGE_PIXELS < limit:
+        Image.MAX_IMAGE_PIXELS = limit  # our limit, checked above, decides; Pillow's would refuse at 2x its own
     try:
         with Image.open(io.BytesIO(data)) as im:
+            check_dimensions(*im.size, resize, limit)  # before the decode: Image.open reads the header only
             img = im.convert("RGB")
     except (OSError, ValueError, SyntaxError, UnidentifiedImageError, Image.DecompressionBombError) as e:
         raise BadImage(f"Pillow cannot decode it ({e})") from None
@@ -153,8 +210,13 @@ class Preprocessing:
     resize: int        # shorter side
     crop: int          # = img_size
     resize_rule: str = "registry evaluation setting"
+    # at most this many pixels decoded or produced by the resize; None: the process's limit when made
+    # (set_max_image_pixels, from --max-image-pixels), fixed here so that worker processes get it too
+    max_pixels: int | None = None
 
     def __post_init__(self) -> None:
+        if self.max_pixels is None:
+            object.__setattr__(self, "max_pixels", _max_image_pixels)
         if self.name not in PREPROCESS_NAMES:
             raise SenetZooError(None, f"unknown preprocessing '{self.name}' (one of {', '.join(PREPROCESS_NAMES)})")
         if self.crop < 1 or self.resize < self.crop:
@@ -165,10 +227,19 @@ class Preprocessing:
         return self.decode_rgb(read_file(path), out)
 
     def decode_rgb(self, data: bytes, out: np.ndarray | None = None) -> np.ndarray:
-        """RGB uint8 (crop, crop, 3) of encoded image bytes, written into ``out`` when given; raises ``BadImage``."""
-        if self.name == "caffe":
-            return caffe_rgb(data, self.resize, self.crop, out)
-        rgb = pil_rgb(data, self.resize, self.crop)
+        """RGB uint8 (crop, crop, 3) of encoded image bytes, written into ``out`` when given; raises ``BadImage``.
+
+        Whatever a decoder raises for these bytes (``cv2.error``, Pillow's many exceptions, a ``MemoryError``)
+        is this image's failure, so ``--skip-bad-images`` can skip it and nothing else stops the run."""
+        try:
+            if self.name == "caffe":
+                return caffe_rgb(data, self.resize, self.crop, out, self.max_pixels)
+            rgb = pil_rgb(data, self.resize, self.crop, self.max_pixels)
+        except BadImage:
+            raise
+        except Exception as e:
+            said = str(e).strip().splitlines()
+            raise BadImage(f"the decoder failed ({type(e).__name__}{': ' + said[-1] if said else ''})") from None
         if out is None:
             return rgb
         out[...] = rgb
@@ -197,6 +268,7 @@ class Preprocessing:
             "mean": [float(m) for m in mean],
             "std": [float(s) for s in std],
             "resize_rule": self.resize_rule,
+            "max_image_pixels": int(self.max_pixels),
             "resize_geometry": "shorter side = resize, longer side = int(longer * resize / shorter)",
             "crop_position": crop,
             "normalization": "on the device, float32: (x - 255*mean) / (255*std), x the RGB uint8 pixel",
