@@ -399,7 +399,7 @@ from senet_zoo.validation.evaluate import BatchDataset, make_loader, start
 from senet_zoo.validation.preprocess import Preprocessing
 s = load_eval_set({str(flat)!r})
 ds = BatchDataset(s.reader, Preprocessing("caffe", {RESIZE}, {SIZE}), 4)
-n = sum(int(images.shape[0]) for _, images, _ in start(make_loader(ds, list(range(len(ds))), 2, False)))
+n = sum(int((st != -1).sum()) for _, images, st in start(make_loader(ds, list(range(len(ds))), 2, False)))
 print("decoded", n, "threads", cv2.getNumThreads() > 1 or cv2.getNumberOfCPUs() == 1)
 """
     env = {**os.environ, "PYTHONPATH": str(REPO)}

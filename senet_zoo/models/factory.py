@@ -1,6 +1,7 @@
 """``create_model``: an architecture from the registry, with converted weights loaded and verified."""
 from __future__ import annotations
 
+import contextlib
 import json
 from pathlib import Path
 
@@ -54,7 +55,8 @@ def load_weights(model: nn.Module, name: str, path: str | Path) -> dict[str, str
             raise SenetZooError(config, f"not valid JSON ({e})") from None
     if stored and stored != name:
         raise SenetZooError(weights, f"holds weights of '{stored}', not '{name}'")
-    result = model.load_state_dict(state, strict=False)
+    # assign: a model built on the meta device takes the loaded tensors as its parameters (no copy)
+    result = model.load_state_dict(state, strict=False, assign=True)
     if result.missing_keys or result.unexpected_keys:
         what = (f"missing {result.missing_keys[0]}" if result.missing_keys else
                 f"unexpected {result.unexpected_keys[0]}")
@@ -69,13 +71,16 @@ def create_model(name: str, pretrained: bool | str | Path = False, **kwargs) -> 
     from .config import pretrained_cfg
 
     ckpt = registry.get(name)
-    model = build(ckpt.architecture, **kwargs)
-    model.pretrained_cfg = pretrained_cfg(ckpt)
-    model.default_cfg = model.pretrained_cfg
     if pretrained is True:
         from ..hub.download import fetch_weights
 
         pretrained = fetch_weights(name)
+    # With weights to load, the architecture is built on the meta device: no random initialisation (seconds
+    # for SENet-154) and no second copy of the weights in memory; load_weights assigns the loaded tensors.
+    with torch.device("meta") if pretrained else contextlib.nullcontext():
+        model = build(ckpt.architecture, **kwargs)
+    model.pretrained_cfg = pretrained_cfg(ckpt)
+    model.default_cfg = model.pretrained_cfg
     if pretrained:
         try:
             model.weights_metadata = load_weights(model, name, pretrained)

@@ -2,12 +2,13 @@
 
 Also ``torchrun --nproc_per_node=N -m senet_zoo.validation <same arguments>`` (see ``__main__.py``).
 Exit status: 0 REPRODUCED (or no published numbers to compare with), 1 NOT REPRODUCED, 2 bad input.
+
+The arguments flow one way: this module parses them and hands them to ``runner`` (one run) or ``sweep``
+(``--all``), which assemble the record with ``record``; neither imports this module.
 """
 from __future__ import annotations
 
 import argparse
-import os
-import shlex
 from pathlib import Path
 
 DESCRIPTION = (
@@ -31,7 +32,15 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
     actions = []
     a = actions.append
-    a(p.add_argument("--model", required=True, metavar="NAME", help="registry name, e.g. senet154, se_resnet50"))
+    a(p.add_argument("--model", metavar="NAME", help="registry name, e.g. senet154, se_resnet50 (or --all)"))
+    a(p.add_argument("--all", action="store_true",
+                     help="every converted model found in --weights-dir, at every registry evaluation setting "
+                          "(SENet-154 also at 320): one record each in --output-dir, then one summary table; "
+                          "exit 0 only if all are REPRODUCED"))
+    a(p.add_argument("--weights-dir", type=Path, metavar="DIR",
+                     help="with --all: the parent folder convert --all wrote (DIR/MODEL/model.safetensors)"))
+    a(p.add_argument("--output-dir", type=Path, metavar="DIR",
+                     help="with --all: where the records go (default: runs/), named as --output's default"))
     a(p.add_argument("--data", required=True, metavar="PATH",
                      help="the validation images, detected by content: a folder (flat ILSVRC2012_img_val/ or an "
                           "ImageFolder tree of wnid sub-folders), a tar of either read in place (ILSVRC2012_img_val"
@@ -54,11 +63,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     a(p.add_argument("--device", metavar="DEV", help="cpu, cuda or cuda:N (default: cuda when available)"))
     a(p.add_argument("--batch-size", type=int, default=128, metavar="N", help="per process (default: 128)"))
     a(p.add_argument("--workers", type=int, metavar="N",
-                     help="decoding processes per process (default: min(8, CPU cores per process))"))
+                     help="decoding processes per process (default on CUDA: this process's share of the CPU "
+                          "cores but one; on CPU: min(8, its share))"))
     a(p.add_argument("--amp", nargs="?", const="bf16", choices=("bf16", "fp16"),
                      help="mixed precision for speed (default dtype bf16); default: exact fp32, TF32 off"))
     a(p.add_argument("--channels-last", action=argparse.BooleanOptionalAction, default=None,
-                     help="channels_last memory format (default: on with --amp on CUDA, else off)"))
+                     help="channels_last memory format (default: on, except exact fp32 on CUDA)"))
     a(p.add_argument("--limit", type=int, metavar="N", help="evaluate a deterministic subset of N images"))
     a(p.add_argument("--skip-bad-images", action="store_true",
                      help="exclude unreadable/corrupt images (counted in the record) instead of failing"))
@@ -75,41 +85,15 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     a(p.add_argument("--expect-agreement", metavar="SOURCE",
                      help="the labels are another runtime's top-1 predictions (SOURCE names it): compare with "
                           "0%% error (full agreement) instead of the published numbers"))
+    a(p.add_argument("--cache", type=Path, metavar="DIR",
+                     help="decode once: store the preprocessed crops here (memory-mapped) on the first run and "
+                          "read them on later ones with the same images and preprocessing (all models at 224 "
+                          "share one; identical numbers)"))
+    a(p.add_argument("--fold-bn", action=argparse.BooleanOptionalAction, default=True,
+                     help="fold each eval BatchNorm into its convolution (default: on; float32 rounding only)"))
+    a(p.add_argument("--compile", action="store_true", help="torch.compile the model (CUDA only)"))
     a(p.add_argument("--no-progress", action="store_true", help="no progress bar or progress lines"))
     p.set_defaults(_actions=actions)
-
-
-def command_line(args: argparse.Namespace, world_size: int = 1) -> str:
-    """The canonical command of this run (non-default options only)."""
-    entry = getattr(args, "_entry", "senet-zoo validate")
-    if world_size > 1:
-        entry = f"torchrun --nproc_per_node={world_size} -m senet_zoo.validation"
-    parts = shlex.split(entry)
-    for action in getattr(args, "_actions", []):
-        value = getattr(args, action.dest, None)
-        if value is None or value is False or (value == action.default and not action.required):
-            continue
-        flag = action.option_strings[0]
-        if value is True:
-            parts.append(flag)
-        elif isinstance(action, argparse.BooleanOptionalAction) and value is False:
-            parts.append("--no-" + flag[2:])
-        elif action.nargs == "?" and value == action.const:
-            parts.append(flag)
-        else:
-            parts += [flag, str(value)]
-    return shlex.join(parts)
-
-
-def default_output(model: str, img_size: int, preprocess: str, precision: str, limit: int | None) -> Path:
-    suffix = ("-pil" if preprocess == "pil" else "") + (f"-{precision}" if precision != "fp32" else "") + \
-             (f"-limit{limit}" if limit else "")
-    return Path("runs") / f"{model}-{img_size}{suffix}.json"
-
-
-def sibling(output: Path, suffix: str) -> Path:
-    stem = output.name[:-5] if output.name.endswith(".json") else output.name
-    return output.with_name(stem + suffix)
 
 
 def run(args: argparse.Namespace) -> int:

@@ -28,7 +28,7 @@ import torch
 
 from ..errors import SenetZooError
 from ..files import atomic_path
-from . import distributed
+from . import distributed, numerics
 from .data import EvalSet
 from .preprocess import BadImage, Preprocessing
 from .sources import PathListReader
@@ -50,6 +50,8 @@ class EvalOptions:
     skip_bad_images: bool = False
     save_logits: bool = False
     show_progress: bool = True
+    cache: object = None             # cache.DecodeCache: stored crops instead of decoding
+    probe: bool = True               # the conv-vs-float64 probe before the loop (numerics.conv_probe)
 
 
 @dataclass
@@ -62,40 +64,51 @@ class Outcome:
     session_images: int              # images evaluated by this process group in this session
     resumed_from: int = 0            # images already done when this session started
     bad_names: list[str] = field(default_factory=list)
+    numerics: dict = field(default_factory=dict)  # flags read back just before the loop, the conv probe
 
 
 # ------------------------------------------------------------------------------------------------- data
 
 class BatchDataset(torch.utils.data.Dataset):
-    """Item k = batch k: (k, uint8 images (n, crop, crop, 3) RGB, int8 status (n,)).
+    """Item k = batch k: (k, uint8 images (batch_size, crop, crop, 3) RGB, int8 status (batch_size,)).
 
-    ``reader`` is one of ``sources``' readers (``read(i) -> bytes``); a list of paths is read as files."""
+    The last batch is padded to full size with zero images of status ``STATUS_PAD`` (dropped after the model):
+    every forward pass has the same shape, so the kernels (cuDNN's choice, a compiled graph) and therefore the
+    numbers of an image do not depend on where the set ends. ``reader`` is one of ``sources``' readers
+    (``read(i) -> bytes``; a list of paths is read as files); with ``cache`` (``cache.DecodeCache``) stored
+    crops are copied instead of decoded, and decoded ones are stored."""
 
-    def __init__(self, reader, prep: Preprocessing, batch_size: int):
+    def __init__(self, reader, prep: Preprocessing, batch_size: int, cache=None, pad: bool = True):
         if isinstance(reader, (list, tuple)):
             reader = PathListReader(reader)
-        self.reader, self.prep, self.batch_size = reader, prep, batch_size
+        self.reader, self.prep, self.batch_size, self.cache, self.pad = reader, prep, batch_size, cache, pad
 
     def __len__(self) -> int:
         return math.ceil(len(self.reader) / self.batch_size)
 
     def __getitem__(self, k: int):
         start = k * self.batch_size
-        indices = range(start, min(start + self.batch_size, len(self.reader)))
+        n = min(self.batch_size, len(self.reader) - start)
+        rows = self.batch_size if self.pad else n
         crop = self.prep.crop
-        images = np.zeros((len(indices), crop, crop, 3), dtype=np.uint8)
-        status = np.full(len(indices), STATUS_OK, dtype=np.int8)
-        for row, i in enumerate(indices):
-            try:
-                self.prep.decode_rgb(self.reader.read(i), images[row])
-            except BadImage:
-                status[row] = STATUS_BAD
+        images = np.zeros((rows, crop, crop, 3), dtype=np.uint8)
+        status = np.full(rows, STATUS_PAD, dtype=np.int8)
+        if self.cache is not None:
+            self.cache.fill(start, images, status[:n], self.reader, self.prep, STATUS_OK, STATUS_BAD)
+        else:
+            status[:n] = STATUS_OK
+            for row in range(n):
+                try:
+                    self.prep.decode_rgb(self.reader.read(start + row), images[row])
+                except BadImage:
+                    status[row] = STATUS_BAD
         return k, torch.from_numpy(images), torch.from_numpy(status)
 
 
 def make_loader(ds: BatchDataset, batches: list[int], workers: int, pin_memory: bool):
-    """One item per batch (``batch_size=None``). Iterate it through ``start(loader)``."""
-    kwargs = dict(persistent_workers=True, prefetch_factor=4) if workers > 0 else {}
+    """One item per batch (``batch_size=None``). Iterate it through ``start(loader)``. Two batches in flight
+    per worker (``prefetch_factor`` 2) keep the queue full without holding more pinned memory than needed."""
+    kwargs = dict(persistent_workers=True, prefetch_factor=2) if workers > 0 else {}
     return torch.utils.data.DataLoader(ds, batch_size=None, sampler=batches, num_workers=workers,
                                        pin_memory=pin_memory, **kwargs)
 
@@ -117,6 +130,43 @@ def start(loader):
         cv2.setNumThreads(previous)
 
 
+class _DeviceFeed:
+    """Batches from the loader, already on the device. On CUDA the host-to-device copy of batch s+1 is issued
+    on a side stream (``prefetch``, called once batch s is queued), so it overlaps batch s's compute; the
+    compute stream waits for it only when it takes the batch. Elsewhere a plain pass-through."""
+
+    def __init__(self, it, device: torch.device):
+        self.it, self.device = it, device
+        self.stream = torch.cuda.Stream(device) if device.type == "cuda" else None
+        self.ready = None
+
+    def prefetch(self) -> None:
+        if self.ready is not None:
+            return
+        try:
+            k, images, st = next(self.it)
+        except StopIteration:
+            return
+        if self.stream is not None:
+            with torch.cuda.stream(self.stream):
+                images = images.to(self.device, non_blocking=True)
+                st = st.to(self.device, non_blocking=True)
+        self.ready = (k, images, st)
+
+    def take(self):
+        self.prefetch()
+        if self.ready is None:
+            raise StopIteration
+        k, images, st = self.ready
+        self.ready = None
+        if self.stream is not None:
+            current = torch.cuda.current_stream(self.device)
+            current.wait_stream(self.stream)
+            images.record_stream(current)  # allocated on the side stream, used (and freed) on this one
+            st.record_stream(current)
+        return k, images, st
+
+
 # -------------------------------------------------------------------------------------------- progress
 
 class Progress:
@@ -129,6 +179,7 @@ class Progress:
         self.key = key
         self.key_json = json.dumps(key, sort_keys=True)
         self.logits_path = self.path.with_name(self.path.name.replace(".progress.npz", ".logits.partial"))
+        self.owned = False  # this run may write (and on failure remove) it: set once any resume check passed
 
     def load(self) -> dict | None:
         if not self.path.is_file():
@@ -218,6 +269,8 @@ def evaluate(model: torch.nn.Module, evalset: EvalSet, prep: Preprocessing, mean
     problem = distributed.broadcast_object(problem, dist)  # every rank fails the same way
     if problem is not None:
         raise SenetZooError(*problem)
+    if progress is not None:
+        progress.owned = True
     if main and progress is not None:
         if state is not None:
             done_batches = int(state["done_batches"])
@@ -255,7 +308,8 @@ def evaluate(model: torch.nn.Module, evalset: EvalSet, prep: Preprocessing, mean
 
     my_batches = list(range(done_batches + rank, n_batches, world))
     n_steps = math.ceil((n_batches - done_batches) / world)
-    loader = make_loader(BatchDataset(evalset.reader, prep, bsz), my_batches, opts.workers, is_cuda) if my_batches else None
+    dataset = BatchDataset(evalset.reader, prep, bsz, cache=opts.cache)
+    loader = make_loader(dataset, my_batches, opts.workers, is_cuda) if my_batches else None
     reporter = _Reporter(n_images, resumed_from, opts.show_progress and main)
     kill_after = int(os.environ.get(KILL_AFTER_STEPS_ENV, "0") or 0)
     scan_only = bool((status[:resumed_from] == STATUS_BAD).any()) and not opts.skip_bad_images
@@ -304,11 +358,18 @@ def evaluate(model: torch.nn.Module, evalset: EvalSet, prep: Preprocessing, mean
         if main and kill_after and step + 1 >= kill_after:
             os.kill(os.getpid(), signal.SIGKILL)
 
+    # What the loop will compute with: the flags as torch reports them now, and a measured convolution.
+    flags = numerics.read_flags()
+    if opts.precision == "fp32":
+        numerics.require_exact(flags)
+    probe = numerics.conv_probe(device, amp, opts.channels_last) if opts.probe else None
+    numerics_info = {"flags_before_loop": flags, "conv_probe": probe}
+
     t0 = time.perf_counter()
     pending = None
     try:
         with torch.inference_mode():
-            it = start(loader) if loader is not None else None
+            it = _DeviceFeed(start(loader), device) if loader is not None else None
             for step in range(n_steps):
                 b = done_batches + step * world + rank
                 packed = torch.full((bsz, 6), STATUS_PAD, dtype=torch.int64, device=device)
@@ -316,7 +377,7 @@ def evaluate(model: torch.nn.Module, evalset: EvalSet, prep: Preprocessing, mean
                 logits_pad = torch.zeros((bsz, NUM_CLASSES), dtype=torch.float32, device=device) \
                     if opts.save_logits else None
                 if b < n_batches:
-                    k, images, st = next(it)
+                    k, images, st = it.take()
                     assert k == b, (k, b)
                     n = images.shape[0]
                     if not scan_only:
@@ -325,6 +386,7 @@ def evaluate(model: torch.nn.Module, evalset: EvalSet, prep: Preprocessing, mean
                         if logits_pad is not None:
                             logits_pad[:n] = logits
                     packed[:n, 5] = st.to(device, non_blocking=True).to(torch.int64)
+                    it.prefetch()  # waits for the next batch while the device computes this one
                 gathered = torch.cat(distributed.all_gather(packed, dist))
                 gathered_logits = torch.cat(distributed.all_gather(logits_pad, dist)) if logits_pad is not None else None
                 event = None
@@ -364,4 +426,4 @@ def evaluate(model: torch.nn.Module, evalset: EvalSet, prep: Preprocessing, mean
                                 f"holds logits of {logits_arr.shape[0]} images, expected {n_images}")
     return Outcome(top5=top5, status=status, logits=logits_arr, wall_time_s=prior_elapsed + session,
                    session_time_s=session, session_images=n_images - resumed_from, resumed_from=resumed_from,
-                   bad_names=bad)
+                   bad_names=bad, numerics=numerics_info)

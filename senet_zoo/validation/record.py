@@ -7,8 +7,10 @@ in ``docs/validation.md``. The predictions file beside it holds ``names`` (relat
 """
 from __future__ import annotations
 
+import argparse
 import json
 import math
+import shlex
 from pathlib import Path
 
 import numpy as np
@@ -22,6 +24,39 @@ REPRODUCED, NOT_REPRODUCED, NO_PUBLISHED = "REPRODUCED", "NOT REPRODUCED", "NO P
 REFERENCE_RUNTIME_PREFIX = "reference runtime: "
 FULL_VAL_IMAGES = 50_000
 _EPS = 1e-9  # float slack on the tolerance comparison (100*k/n is not exact in binary)
+
+
+def command_line(args: argparse.Namespace, world_size: int = 1) -> str:
+    """The canonical command of this run (non-default options only)."""
+    entry = getattr(args, "_entry", "senet-zoo validate")
+    if world_size > 1:
+        entry = f"torchrun --nproc_per_node={world_size} -m senet_zoo.validation"
+    parts = shlex.split(entry)
+    for action in getattr(args, "_actions", []):
+        value = getattr(args, action.dest, None)
+        if value is None or value is False or (value == action.default and not action.required):
+            continue
+        flag = action.option_strings[0]
+        if value is True:
+            parts.append(flag)
+        elif isinstance(action, argparse.BooleanOptionalAction) and value is False:
+            parts.append("--no-" + flag[2:])
+        elif action.nargs == "?" and value == action.const:
+            parts.append(flag)
+        else:
+            parts += [flag, str(value)]
+    return shlex.join(parts)
+
+
+def default_output(model: str, img_size: int, preprocess: str, precision: str, limit: int | None) -> Path:
+    suffix = ("-pil" if preprocess == "pil" else "") + (f"-{precision}" if precision != "fp32" else "") + \
+             (f"-limit{limit}" if limit else "")
+    return Path("runs") / f"{model}-{img_size}{suffix}.json"
+
+
+def sibling(output: Path, suffix: str) -> Path:
+    stem = output.name[:-5] if output.name.endswith(".json") else output.name
+    return output.with_name(stem + suffix)
 
 
 def verdict(top1_err: float, top5_err: float, published: dict | None, tolerance_pp: float) -> str:
