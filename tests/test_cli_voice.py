@@ -32,7 +32,7 @@ BAD = [
     (["info", "se_resnet50", "--img-size", "0"], "--img-size: 0 is outside 32..1024"),
     (["info", "se_resnet50", "--img-size", "8"], "--img-size: 8 is outside 32..1024"),
     (["info", "se_resnet50", "--img-size", "big"], "'big' is not a whole number"),
-    (["validate", "--data", "{tmp}"], "the following arguments are required: --model"),
+    (["validate", "--data", "{tmp}"], "validate needs --model NAME (or --all --weights-dir DIR)"),
     (["validate", "--model", "se_resnext5", "--data", "{tmp}"], "did you mean se_resnext50_32x4d?"),
     (["validate", "--model", "se_resnet50", "--data", "{tmp}", "--preprocess", "opencv"], "invalid choice"),
     (["validate", "--model", "se_resnet50", "--data", "{tmp}", "--batch-size", "x"], "invalid int value"),

@@ -55,8 +55,11 @@ def load_weights(model: nn.Module, name: str, path: str | Path) -> dict[str, str
             raise SenetZooError(config, f"not valid JSON ({e})") from None
     if stored and stored != name:
         raise SenetZooError(weights, f"holds weights of '{stored}', not '{name}'")
-    # assign: a model built on the meta device takes the loaded tensors as its parameters (no copy)
-    result = model.load_state_dict(state, strict=False, assign=True)
+    # A model built on the meta device gets fresh storage first: tensors assigned straight from the file's
+    # buffer are not SIMD-aligned, and the kernels then round differently from a normally built model.
+    if any(p.is_meta for p in model.parameters()):
+        model.to_empty(device="cpu")
+    result = model.load_state_dict(state, strict=False)
     if result.missing_keys or result.unexpected_keys:
         what = (f"missing {result.missing_keys[0]}" if result.missing_keys else
                 f"unexpected {result.unexpected_keys[0]}")
