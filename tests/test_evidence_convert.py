@@ -19,8 +19,8 @@ from support.evidence import seeded_release
 # sha256 of model.safetensors / config.json converted from seeded_release("se_bn_inception", seed=7).
 # A change here is a change of the output format: make it deliberately, with CONVERTER_VERSION.
 PINNED_CONVERTER_VERSION = "0.2.0"
-PINNED_SAFETENSORS_SHA256 = "to-be-pinned"
-PINNED_CONFIG_SHA256 = "to-be-pinned"
+PINNED_SAFETENSORS_SHA256 = "afab7e5e0c59b1212350bf32ec75efe27b372dbbf09e0f9d1d96366f8d3fda77"
+PINNED_CONFIG_SHA256 = "08a5cbd4ee1dfdc752bda93675fd8cbeaffd5b2793dd87193f015689f5a5ba78"
 
 
 @pytest.fixture(scope="module")
