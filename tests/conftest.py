@@ -35,6 +35,8 @@ def release_file(name: str) -> Path:
 # Listed by node id here rather than decorated in each file, so that the tier is decided in one place;
 # brackets are literal, `*` is a wildcard. Tests of new files carry @pytest.mark.slow themselves.
 SLOW = (
+    "test_evidence_convert.py::test_converting_twice_gives_identical_bytes",   # the pinned-sha test stays fast
+    "test_evidence_convert.py::test_leftovers_of_a_killed_convert_are_removed_by_the_next",
     "test_cli.py::test_demo_runs_the_whole_pipeline",                    # the demo's steps are tested one by one
     "test_cli.py::test_convert_all_finds_release_files_and_verifies",
     "test_cli.py::test_verify_exits_1_when_the_weights_differ_from_the_caffemodel",
