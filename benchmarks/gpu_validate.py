@@ -82,13 +82,20 @@ class Check:
     def left(self) -> float:
         return self.deadline - time.monotonic()
 
-    def step(self, name: str, cap: float, fn, *a, **k):
-        """Run ``fn(seconds, ...)`` in this process with at most ``cap`` seconds (and what the budget has left);
-        the result or why there is none is kept under ``name``."""
+    def _limit(self, name: str, cap: float) -> float | None:
+        """Seconds a step may take, or None (recorded as skipped) when the budget cannot fit one."""
         limit = min(cap, self.left())
         if limit < MIN_STEP_S:
             self.steps[name] = {"status": "skipped: budget spent"}
             print(f"[{self._clock()}] {name}: skipped (budget spent)", flush=True)
+            return None
+        return limit
+
+    def step(self, name: str, cap: float, fn, *a, **k):
+        """Run ``fn(seconds, ...)`` in this process with at most ``cap`` seconds (and what the budget has left);
+        the result or why there is none is kept under ``name``."""
+        limit = self._limit(name, cap)
+        if limit is None:
             return None
         print(f"[{self._clock()}] {name} (up to {limit:.0f} s)", flush=True)
         t = time.monotonic()
@@ -112,10 +119,8 @@ class Check:
 
     def run(self, name: str, cap: float, cmd: list[str], parse):
         """A subprocess step (its own process group, killed as a whole at the timeout)."""
-        limit = min(cap, self.left())
-        if limit < MIN_STEP_S:
-            self.steps[name] = {"status": "skipped: budget spent"}
-            print(f"[{self._clock()}] {name}: skipped (budget spent)", flush=True)
+        limit = self._limit(name, cap)
+        if limit is None:
             return None
         print(f"[{self._clock()}] {name} (up to {limit:.0f} s): {' '.join(cmd)}", flush=True)
         t = time.monotonic()

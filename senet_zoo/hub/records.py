@@ -10,7 +10,6 @@ question (``gate.py``).
 """
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
