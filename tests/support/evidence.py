@@ -56,3 +56,80 @@ def seeded_release(model: str, folder: Path, seed: int = 0) -> tuple[Path, Path,
     caffemodel = folder / ckpt.caffemodel
     caffe_io.write_caffemodel(net, caffemodel)
     return prototxt, caffemodel, net
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Hostile files: small on disk, built to cost the reader time or memory (issue 7). Written byte by byte so that
+# they are exactly what the issue describes, whatever our writer would do; shared by the tests and
+# benchmarks/hostile.py.
+
+def _varint(value: int) -> bytes:
+    return caffe_io._encode_varint(value)
+
+
+def _field(number: int, payload: bytes) -> bytes:
+    return _varint(number << 3 | 2) + _varint(len(payload)) + payload
+
+
+def interleaved_nonpacked_caffemodel(path: Path, pairs: int = 350_000) -> Path:
+    """One V2 layer whose blob alternates non-packed ``data`` and ``diff`` float records (5 bytes each), so
+    every run of data records is one long: 3.5 MB at the default. The shape is right, so it converts as a
+    blob of ``pairs`` values."""
+    record = b"\x2d\x00\x00\x80\x3f" + b"\x35\x00\x00\x00\x00"  # data = 1.0, diff = 0.0
+    blob = _field(7, _varint(1 << 3) + _varint(pairs)) + record * pairs  # shape {dim: pairs}
+    layer = _field(1, b"conv") + _field(2, b"Convolution") + _field(7, blob)
+    path.write_bytes(_field(1, b"hostile") + _field(100, layer))
+    return path
+
+
+def empty_layer_records(path: Path, size: int = 9_000_000) -> Path:
+    """A net name, then ``size`` bytes of empty V2 layer records (3 bytes each: 3 M layers at the default)."""
+    path.write_bytes(_field(1, b"hostile") + b"\xa2\x06\x00" * (size // 3))
+    return path
+
+
+def sparse_hdf5(path: Path, values: int = 750_000_000) -> Path:
+    """A few KB of HDF5 whose one blob declares ``values`` float32 (3 GB) with no storage allocated."""
+    import h5py
+
+    with h5py.File(path, "w") as f:
+        f.create_dataset("data/conv1/0", shape=(values,), dtype="<f4")
+    return path
+
+
+def png_header_only(width: int, height: int) -> bytes:
+    """A PNG whose IHDR claims width x height, with one tiny IDAT: what a decoder would allocate for."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, body: bytes) -> bytes:
+        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\x00" * 64)) + chunk(b"IEND", b"")
+
+
+def jpeg_claiming(width: int, height: int) -> bytes:
+    """A real JPEG whose frame header is rewritten to claim width x height."""
+    import struct
+
+    import cv2
+
+    ok, buf = cv2.imencode(".jpg", np.full((16, 16, 3), 128, np.uint8))
+    data = bytearray(buf.tobytes())
+    sof = data.index(b"\xff\xc0")
+    data[sof + 5:sof + 9] = struct.pack(">HH", height, width)
+    return bytes(data)
+
+
+VAL1 = "ILSVRC2012_val_00000001.JPEG"
+
+# label files (name -> content) that once ended in a traceback or were silently misread
+HOSTILE_LABELS = {
+    "digits5000.txt": f"{VAL1} {'9' * 5000}\n",
+    "superscript.txt": f"{VAL1} \u00b9\u00b2\n",
+    "arabic_indic.txt": f"{VAL1} \u0661\u0662\n",
+    "fullwidth.txt": f"{VAL1} \uff11\uff12\n",
+    "deep.json": "[" * 20_000 + "]" * 20_000,
+    "digits5000.json": '{"%s": %s}' % (VAL1, "9" * 5000),
+}
