@@ -72,9 +72,11 @@ def build(folder: Path) -> list[tuple[str, str, Path]]:
          evidence.empty_layer_records(folder / "empty100k.caffemodel", size=300_000)),
         ("HDF5 declaring a sparse 3 GB dataset", "weights", evidence.sparse_hdf5(folder / "sparse.caffemodel.h5")),
     ]
-    for name, data in (("PNG header 100000x1", evidence.png_header_only(100000, 1)),
-                       ("PNG header 20000x20000", evidence.png_header_only(20000, 20000)),
-                       ("JPEG header 65500x65500", evidence.jpeg_claiming(65500, 65500))):
+    cases.append(("V1 caffemodel, layer name not UTF-8", "weights",
+                  evidence.v1_caffemodel_with_name(folder / "v1.caffemodel", b"conv\xff1")))
+    for name, data in (("PNG 100000x1", evidence.black_png(100000, 1)),
+                       ("PNG 20000x20000", evidence.black_png(20000, 20000)),
+                       ("JPEG header claiming 65500x65500", evidence.jpeg_claiming(65500, 65500))):
         path = folder / (name.replace(" ", "_") + (".jpg" if "JPEG" in name else ".png"))
         path.write_bytes(data)
         cases.append((f"{name} ({len(data)} bytes)", "image", path))
@@ -124,7 +126,7 @@ def measure(tree: Path, kind: str, path: Path, timeout: float, memory_bytes: int
     elif "outcome" not in result:
         tail = lines[-1] if lines else ""
         result["outcome"] = f"died (exit {proc.returncode}): {tail}"
-    if "MemoryError" in result["outcome"] or "bad_alloc" in result["outcome"] or "Insufficient memory" in result["outcome"]:
+    if any(sign in result["outcome"] for sign in ("MemoryError", "bad_alloc", "Insufficient memory", "allocate")):
         result["outcome"] += f" [hit the {memory_bytes >> 30} GiB address-space cap]"
     return result
 

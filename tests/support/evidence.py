@@ -133,3 +133,81 @@ HOSTILE_LABELS = {
     "deep.json": "[" * 20_000 + "]" * 20_000,
     "digits5000.json": '{"%s": %s}' % (VAL1, "9" * 5000),
 }
+
+
+def v1_caffemodel_with_name(path: Path, name: bytes) -> Path:
+    """A legacy V1 net of one Convolution layer (one 1-value blob) whose name is the raw bytes ``name``."""
+    blob = _field(7, _varint(1 << 3) + _varint(1)) + _field(5, b"\x00\x00\x80\x3f")
+    layer = _field(4, name) + b"\x28\x04" + _field(6, blob)  # name, type CONVOLUTION, blobs
+    path.write_bytes(_field(1, b"hostile") + _field(2, layer))
+    return path
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# The CLI as a user meets it: a subprocess, its exit code, stderr and peak memory
+
+
+@dataclasses.dataclass
+class CliRun:
+    returncode: int
+    stdout: str
+    stderr: str
+    peak_rss_mb: float  # the child's ru_maxrss (it starts at this process's RSS: fork)
+
+
+def run_cli(*args, env: dict | None = None, timeout: float = 300, cwd=None) -> CliRun:
+    """``python -m senet_zoo ARGS`` in a subprocess, reaped with ``os.wait4`` for its own peak RSS."""
+    import os
+    import subprocess
+    import sys
+    import tempfile
+    import time
+
+    root = Path(__file__).resolve().parents[2]
+    full_env = {**os.environ, "PYTHONPATH": str(root) + os.pathsep + os.environ.get("PYTHONPATH", ""), **(env or {})}
+    with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
+        proc = subprocess.Popen([sys.executable, "-m", "senet_zoo", *map(str, args)], stdout=out, stderr=err,
+                                env=full_env, cwd=cwd)
+        deadline = time.monotonic() + timeout
+        while True:
+            pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
+            if pid:
+                break
+            if time.monotonic() > deadline:
+                proc.kill()
+                os.wait4(proc.pid, 0)
+                proc.returncode = -9
+                raise TimeoutError(f"senet-zoo {' '.join(map(str, args))} ran over {timeout} s")
+            time.sleep(0.01)
+        proc.returncode = os.waitstatus_to_exitcode(status)  # reaped here: Popen must not wait again
+        out.seek(0)
+        err.seek(0)
+        return CliRun(proc.returncode, out.read(), err.read(), usage.ru_maxrss / 1024)
+
+
+def assert_one_line_error(res: CliRun, *fragments) -> str:
+    """Exit 2, exactly one line on stderr, no traceback, every fragment in that line."""
+    assert res.returncode == 2, (res.returncode, res.stdout, res.stderr)
+    lines = res.stderr.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in res.stderr, res.stderr
+    for fragment in fragments:
+        assert str(fragment) in lines[0], (fragment, lines[0])
+    return lines[0]
+
+
+def black_png(width: int, height: int) -> bytes:
+    """A valid all-black 8-bit RGB PNG of any size, compressed row by row (never held decoded): a 20000x20000
+    one is ~1 MB, a 100000x1 one ~300 bytes."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, body: bytes) -> bytes:
+        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+
+    z = zlib.compressobj(9)
+    rows = bytes(1 + 3 * width) * min(height, max(1, (1 << 22) // (1 + 3 * width)))  # filter byte 0, pixels
+    per = len(rows) // (1 + 3 * width)
+    idat = b"".join(z.compress(rows[:(1 + 3 * width) * min(per, height - at)]) for at in range(0, height, per))
+    idat += z.flush()
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", idat) + chunk(b"IEND", b"")
