@@ -127,7 +127,7 @@ def measure(tree: Path, kind: str, path: Path, timeout: float, memory_bytes: int
         tail = lines[-1] if lines else ""
         result["outcome"] = f"died (exit {proc.returncode}): {tail}"
     if any(sign in result["outcome"] for sign in ("MemoryError", "bad_alloc", "Insufficient memory", "allocate")):
-        result["outcome"] += f" [hit the {memory_bytes >> 30} GiB address-space cap]"
+        result["outcome"] = f"out of memory at the {memory_bytes / (1 << 30):g} GiB cap: " + result["outcome"]
     return result
 
 

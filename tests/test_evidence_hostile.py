@@ -257,12 +257,12 @@ def test_a_cache_blob_that_is_a_directory_rebuilds_the_cache(tmp_path, blob):
     cv2.imwrite(str(images / VAL1), np.full((40, 50, 3), 90, np.uint8))
     reader, prep = FolderReader(images, [VAL1]), Preprocessing("caffe", 36, 32)
     cache = DecodeCache.open(tmp_path / "cache", reader, prep, log=lambda s: None)
+    assert DecodeCache.open(tmp_path / "cache", reader, prep, log=lambda s: None).reused  # untouched: reused
     target = cache.folder / blob
     target.unlink()
     target.mkdir()
     (target / "inside").write_text("x")
-    lines = []
-    again = DecodeCache.open(tmp_path / "cache", reader, prep, log=lines.append)
+    again = DecodeCache.open(tmp_path / "cache", reader, prep, log=lambda s: None)
     assert not again.reused and (again.folder / blob).is_file()
     assert again.key == cache.key
 

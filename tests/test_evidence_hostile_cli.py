@@ -218,6 +218,14 @@ def test_hostile_label_files_are_one_line_through_validate(weights, images, tmp_
     assert not out.exists() and not (out.parent / "r.progress.npz").exists()
 
 
+def test_output_below_a_file_fails_before_inference(weights, images, tmp_path):
+    """The same early check as a read-only folder, in a form that holds for root too."""
+    (tmp_path / "file").write_text("x")
+    res = validate_cli(weights, images, tmp_path / "file" / "r.json")
+    assert_one_line_error(res, tmp_path / "file", "cannot write the record here")
+    assert "images (" not in res.stdout  # the run's first line, printed just before inference starts
+
+
 @pytest.mark.skipif(os.geteuid() == 0, reason="root writes into read-only folders, so nothing would be refused")
 def test_output_in_a_read_only_folder_fails_before_inference(weights, images, tmp_path):
     ro = tmp_path / "ro"

@@ -647,7 +647,7 @@ class _BinaryReader:
 
 
 _SHORT_RUN = 64  # record runs shorter than this are gathered with their neighbours
-_SHORT_RUNS_AT_ONCE = 1 << 16  # at most ~4 M values (~100 MB of index arrays) per numpy pass
+_SHORT_RUNS_AT_ONCE = 1 << 14  # at most ~1 M values (~60 MB of index arrays) per numpy pass
 
 
 class _Segments:
