@@ -1,7 +1,7 @@
 """Hostile inputs of issue 7, one test per case class, at the reader each class attacks: refused in one line
 naming the file, in bounded time, never unpickled. The same classes through the real CLI (exit 2, one line,
 no output left, peak memory): tests/test_evidence_hostile_cli.py (slow)."""
-import dataclasses
+import json
 import pickle
 import time
 
@@ -13,8 +13,9 @@ from senet_zoo.errors import SenetZooError
 from senet_zoo.validation import data
 from senet_zoo.validation.evaluate import Progress
 
-from support.evidence import (HOSTILE_LABELS, VAL1, _field, _varint, empty_layer_records,
-                              interleaved_nonpacked_caffemodel, sparse_hdf5, v1_caffemodel_with_name)
+from support.evidence import (HOSTILE_LABELS, VAL1, empty_layer_records,
+                              interleaved_nonpacked_caffemodel, sparse_hdf5, v1_caffemodel_with_name, wire_field,
+                              wire_varint)
 
 
 def refused(path, call, *fragments) -> str:
@@ -47,13 +48,13 @@ def test_interleaved_runs_of_every_length_equal_protobufs_parse(tmp_path):
             values = rng.standard_normal(int(rng.choice([1, 1, 2, 63, 64, 65, 300]))).astype(dtype)
             parts.append(b"".join(bytes([tag]) + v.tobytes() for v in values))
             parts.append(b"\x35" + np.float32(7).tobytes() if rng.random() < 0.8 else
-                         _field(packed_field, rng.standard_normal(3).astype(dtype).tobytes()))
+                         wire_field(packed_field, rng.standard_normal(3).astype(dtype).tobytes()))
         body = b"".join(parts)
         expected = caffe_pb2.BlobProto.FromString(body)
         values = np.array(expected.double_data if dtype == "<f8" else expected.data, dtype)
-        blob = _field(7, _varint(1 << 3) + _varint(values.size)) + body
+        blob = wire_field(7, wire_varint(1 << 3) + wire_varint(values.size)) + body
         path = tmp_path / f"runs{dtype[-1]}.caffemodel"
-        path.write_bytes(_field(1, b"n") + _field(100, _field(1, b"conv") + _field(7, blob)))
+        path.write_bytes(wire_field(1, b"n") + wire_field(100, wire_field(1, b"conv") + wire_field(7, blob)))
         got = caffe_io.read_weights(path).layer("conv").blobs[0]
         np.testing.assert_array_equal(got, values.astype(np.float32))
 
@@ -128,7 +129,7 @@ KEY = {"model": "se_resnet50", "batch_size": BATCH}
 
 def progress_state(**changes):
     """What Progress.save writes after 2 of 3 batches, with ``changes``."""
-    state = dict(key=np.array(__import__("json").dumps(KEY, sort_keys=True)), done_batches=np.int64(2),
+    state = dict(key=np.array(json.dumps(KEY, sort_keys=True)), done_batches=np.int64(2),
                  rows=np.int64(6), top5=np.arange(30, dtype=np.int16).reshape(6, 5),
                  status=np.ones(6, np.int8), elapsed=np.float64(1.5), logits_rows=np.int64(0))
     state.update(changes)

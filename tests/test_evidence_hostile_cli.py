@@ -13,7 +13,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from senet_zoo import registry
 from senet_zoo.converters import caffe_io
 
 from support.evidence import (HOSTILE_LABELS, assert_one_line_error, empty_layer_records,
@@ -193,6 +192,26 @@ def test_a_run_whose_images_are_all_bad_leaves_no_progress_file(weights, tmp_pat
     out = tmp_path / "runs" / "r.json"
     assert_one_line_error(validate_cli(weights, data, out, "--skip-bad-images"), data, "no image could be evaluated")
     assert list(out.parent.iterdir()) == []
+
+
+def test_hostile_images_are_skipped_bad_images_not_the_end_of_the_run(weights, images, tmp_path):
+    """Over the pixel limit (a 65500x65500 JPEG header, a 100000x1 PNG that would resize to 19.6 GB):
+    each is one bad image under --skip-bad-images; the run completes and lists them."""
+    import json
+    import shutil
+
+    from support.evidence import black_png, jpeg_claiming
+
+    data = tmp_path / "val"
+    shutil.copytree(images, data)
+    (data / val_name(4)).write_bytes(jpeg_claiming(65500, 65500))
+    (data / val_name(5)).write_bytes(black_png(100000, 1))
+    out = tmp_path / "runs" / "r.json"
+    res = validate_cli(weights, data, out, "--skip-bad-images")
+    assert res.returncode == 0 and "Traceback" not in res.stderr, res.stderr
+    results = json.loads(out.read_text())["results"]
+    assert sorted(results["bad_images"]) == [val_name(4), val_name(5)] and results["num_images"] == 3
+    assert not (out.parent / "r.progress.npz").exists()
 
 
 def test_a_forged_progress_file_is_one_line_and_kept(weights, images, tmp_path):

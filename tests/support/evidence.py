@@ -63,12 +63,12 @@ def seeded_release(model: str, folder: Path, seed: int = 0) -> tuple[Path, Path,
 # they are exactly what the issue describes, whatever our writer would do; shared by the tests and
 # benchmarks/hostile.py.
 
-def _varint(value: int) -> bytes:
+def wire_varint(value: int) -> bytes:
     return caffe_io._encode_varint(value)
 
 
-def _field(number: int, payload: bytes) -> bytes:
-    return _varint(number << 3 | 2) + _varint(len(payload)) + payload
+def wire_field(number: int, payload: bytes) -> bytes:
+    return wire_varint(number << 3 | 2) + wire_varint(len(payload)) + payload
 
 
 def interleaved_nonpacked_caffemodel(path: Path, pairs: int = 350_000) -> Path:
@@ -76,15 +76,15 @@ def interleaved_nonpacked_caffemodel(path: Path, pairs: int = 350_000) -> Path:
     every run of data records is one long: 3.5 MB at the default. The shape is right, so it converts as a
     blob of ``pairs`` values."""
     record = b"\x2d\x00\x00\x80\x3f" + b"\x35\x00\x00\x00\x00"  # data = 1.0, diff = 0.0
-    blob = _field(7, _varint(1 << 3) + _varint(pairs)) + record * pairs  # shape {dim: pairs}
-    layer = _field(1, b"conv") + _field(2, b"Convolution") + _field(7, blob)
-    path.write_bytes(_field(1, b"hostile") + _field(100, layer))
+    blob = wire_field(7, wire_varint(1 << 3) + wire_varint(pairs)) + record * pairs  # shape {dim: pairs}
+    layer = wire_field(1, b"conv") + wire_field(2, b"Convolution") + wire_field(7, blob)
+    path.write_bytes(wire_field(1, b"hostile") + wire_field(100, layer))
     return path
 
 
 def empty_layer_records(path: Path, size: int = 9_000_000) -> Path:
     """A net name, then ``size`` bytes of empty V2 layer records (3 bytes each: 3 M layers at the default)."""
-    path.write_bytes(_field(1, b"hostile") + b"\xa2\x06\x00" * (size // 3))
+    path.write_bytes(wire_field(1, b"hostile") + b"\xa2\x06\x00" * (size // 3))
     return path
 
 
@@ -137,9 +137,9 @@ HOSTILE_LABELS = {
 
 def v1_caffemodel_with_name(path: Path, name: bytes) -> Path:
     """A legacy V1 net of one Convolution layer (one 1-value blob) whose name is the raw bytes ``name``."""
-    blob = _field(7, _varint(1 << 3) + _varint(1)) + _field(5, b"\x00\x00\x80\x3f")
-    layer = _field(4, name) + b"\x28\x04" + _field(6, blob)  # name, type CONVOLUTION, blobs
-    path.write_bytes(_field(1, b"hostile") + _field(2, layer))
+    blob = wire_field(7, wire_varint(1 << 3) + wire_varint(1)) + wire_field(5, b"\x00\x00\x80\x3f")
+    layer = wire_field(4, name) + b"\x28\x04" + wire_field(6, blob)  # name, type CONVOLUTION, blobs
+    path.write_bytes(wire_field(1, b"hostile") + wire_field(2, layer))
     return path
 
 
