@@ -1,8 +1,5 @@
 """Hostile images: the pixel limit is checked from the header before anything is decoded, resizes that would
 exceed it are refused, and any exception a decoder raises is that one image's failure (``BadImage``)."""
-import struct
-import zlib
-
 import numpy as np
 import pytest
 
@@ -10,14 +7,7 @@ from senet_zoo.validation import preprocess
 from senet_zoo.validation.image_size import image_size
 from senet_zoo.validation.preprocess import DEFAULT_MAX_IMAGE_PIXELS, BadImage, Preprocessing
 
-
-def png_header_only(width: int, height: int) -> bytes:
-    """A PNG whose IHDR claims width x height, with one tiny IDAT: what a decoder would allocate for."""
-    def chunk(kind: bytes, body: bytes) -> bytes:
-        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
-
-    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
-    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\x00" * 64)) + chunk(b"IEND", b"")
+from support.evidence import jpeg_claiming, png_header_only
 
 
 def real_png(width: int, height: int) -> bytes:
@@ -26,17 +16,6 @@ def real_png(width: int, height: int) -> bytes:
     ok, buf = cv2.imencode(".png", np.zeros((height, width, 3), np.uint8))
     assert ok
     return buf.tobytes()
-
-
-def jpeg_claiming(width: int, height: int) -> bytes:
-    """A real JPEG whose frame header is rewritten to claim width x height."""
-    import cv2
-
-    ok, buf = cv2.imencode(".jpg", np.full((16, 16, 3), 128, np.uint8))
-    data = bytearray(buf.tobytes())
-    sof = data.index(b"\xff\xc0")
-    data[sof + 5:sof + 9] = struct.pack(">HH", height, width)
-    return bytes(data)
 
 
 def test_header_sizes_without_decoding():

@@ -17,6 +17,7 @@ import mmap
 import os
 import pathlib
 import stat
+from array import array
 from dataclasses import dataclass, field
 from typing import Iterator
 
@@ -519,8 +520,7 @@ class _BinaryReader:
     def read_blob(self, start: int, end: int, where: str) -> tuple[np.ndarray, bool]:
         """The blob as float32 in its shape, and whether that shape came from the legacy 4-D fields."""
         mm, size = self.mm, self.size
-        floats: list[tuple[str, int, int]] = []  # ("packed"|"records", byte offset, count)
-        doubles: list[tuple[str, int, int]] = []
+        floats, doubles = _Segments(), _Segments()
         shape_parts: list[bytes] = []
         legacy: dict[str, int] = {}
         try:
@@ -533,7 +533,7 @@ class _BinaryReader:
                     count = self.run_length(pos, end, stride, mm[pos])
                     if count == 0:
                         raise _WireError("value runs past the end of its blob", pos, truncated=end >= size)
-                    (floats if is_float else doubles).append(("records", pos + 1, count))
+                    (floats if is_float else doubles).add(_Segments.RECORDS, pos + 1, count)
                     pos += count * stride
                     continue
                 number, wt, tag_start, value, fend = next(_fields(mm, pos, end, size))
@@ -541,11 +541,11 @@ class _BinaryReader:
                 if number == 5 and wt == _LEN:
                     if (fend - value) % 4:
                         raise _WireError(f"packed float data of {fend - value} bytes", tag_start)
-                    floats.append(("packed", value, (fend - value) // 4))
+                    floats.add(_Segments.PACKED, value, (fend - value) // 4)
                 elif number == 8 and wt == _LEN:
                     if (fend - value) % 8:
                         raise _WireError(f"packed double data of {fend - value} bytes", tag_start)
-                    doubles.append(("packed", value, (fend - value) // 8))
+                    doubles.add(_Segments.PACKED, value, (fend - value) // 8)
                 elif number == 7 and wt == _LEN:
                     shape_parts.append(bytes(mm[value:fend]))
                 elif number in _LEGACY_DIMS and wt == _VARINT:
@@ -571,6 +571,8 @@ class _BinaryReader:
         that double, so the work is proportional to the run found, not to the rest of the blob (scanning to the
         end each time made interleaved records quadratic)."""
         total = (end - pos) // stride
+        if total <= 1 or self.mm[pos + stride] != tag:  # a run of one (interleaved records): no numpy call
+            return min(total, 1)
         count, window = 0, 256
         while count < total:
             n = min(window, total - count)
@@ -584,20 +586,46 @@ class _BinaryReader:
             window *= 2
         return count
 
-    def gather(self, segments, dtype: np.dtype, stride: int) -> np.ndarray:
-        total = sum(count for _, _, count in segments)
-        out = np.empty(total, dtype=dtype)
-        at = 0
-        for kind, offset, count in segments:
-            if kind == "packed":
+    def gather(self, segments: "_Segments", dtype: np.dtype, stride: int) -> np.ndarray:
+        kinds = np.frombuffer(segments.kinds, np.int8)
+        offsets = np.frombuffer(segments.offsets, np.int64)
+        counts = np.frombuffer(segments.counts, np.int64)
+        starts = np.cumsum(counts) - counts
+        out = np.empty(int(counts.sum()), dtype=dtype)
+        # Short record runs (records interleaved with other fields) are decoded together, a stretch at a time;
+        # one numpy pass per run would cost ~10 us a value.
+        short = (kinds == _Segments.RECORDS) & (counts < _SHORT_RUN)
+        edges = np.flatnonzero(np.diff(short.astype(np.int8), prepend=0, append=0))
+        stretches = dict(zip(edges[::2].tolist(), edges[1::2].tolist()))
+        i = 0
+        while i < len(kinds):
+            if i in stretches:
+                for j in range(i, stretches[i], _SHORT_RUNS_AT_ONCE):
+                    k = min(j + _SHORT_RUNS_AT_ONCE, stretches[i])
+                    self.gather_short(out, int(starts[j]), offsets[j:k], counts[j:k], dtype, stride)
+                i = stretches[i]
+                continue
+            offset, count, at = int(offsets[i]), int(counts[i]), int(starts[i])
+            if kinds[i] == _Segments.PACKED:
                 self.pread_into(out[at:at + count], offset)
             else:
                 rows = np.frombuffer(self.mm, np.uint8, count=count * stride, offset=offset - 1)
                 out[at:at + count] = rows.reshape(count, stride)[:, 1:].copy().view(dtype).reshape(count)
                 del rows
                 self.drop_pages(offset, count * stride)
-            at += count
+            i += 1
         return out.astype(dtype.newbyteorder("="), copy=False)  # a no-op on little-endian machines
+
+    def gather_short(self, out: np.ndarray, at: int, offsets: np.ndarray, counts: np.ndarray, dtype: np.dtype,
+                     stride: int) -> None:
+        n = int(counts.sum())
+        within = np.arange(n) - np.repeat(np.cumsum(counts) - counts, counts)
+        first = np.repeat(offsets, counts) + stride * within  # each value's first byte
+        data = np.frombuffer(self.mm, np.uint8)
+        out[at:at + n] = data[first[:, None] + np.arange(dtype.itemsize)].view(dtype).reshape(n)
+        del data
+        span_end = int(offsets[-1] + counts[-1] * stride)
+        self.drop_pages(int(offsets[0]), span_end - int(offsets[0]))
 
     def pread_into(self, array: np.ndarray, offset: int) -> None:
         view = memoryview(array).cast("B")
@@ -616,6 +644,28 @@ class _BinaryReader:
                 self.mm.madvise(mmap.MADV_DONTNEED, start, min(offset + length, self.size) - start)
             except (OSError, ValueError):  # pragma: no cover - advice only
                 pass
+
+
+_SHORT_RUN = 64  # record runs shorter than this are gathered with their neighbours
+_SHORT_RUNS_AT_ONCE = 1 << 14  # at most ~1 M values (~60 MB of index arrays) per numpy pass
+
+
+class _Segments:
+    """Where a blob's values lie, in file order: packed runs and runs of non-packed records (byte offset of
+    the first value, count). Typed arrays, 17 bytes a run: a hostile blob may hold one run per value."""
+
+    PACKED, RECORDS = 0, 1
+
+    def __init__(self):
+        self.kinds, self.offsets, self.counts = array("b"), array("q"), array("q")
+
+    def add(self, kind: int, offset: int, count: int) -> None:
+        self.kinds.append(kind)
+        self.offsets.append(offset)
+        self.counts.append(count)
+
+    def __bool__(self) -> bool:
+        return len(self.kinds) > 0
 
 
 def _open_for_reading(path: pathlib.Path) -> int:

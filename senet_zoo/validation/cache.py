@@ -31,6 +31,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .. import jsonio
 from ..errors import SenetZooError
 from .preprocess import BadImage, Preprocessing
 
@@ -100,11 +101,14 @@ class DecodeCache:
         return cache
 
     def _stored_key(self) -> dict | None:
+        """The key of the stored folder when its files are what ``_build`` writes, else None (rebuilt)."""
         try:
-            key = json.loads((self.folder / "key.json").read_text(encoding="utf-8"))
+            key = jsonio.load_path(self.folder / "key.json")
             images = np.load(self.folder / "images.npy", mmap_mode="r")
             status = np.load(self.folder / "status.npy", mmap_mode="r")
         except (OSError, ValueError):
+            return None
+        if not isinstance(key, dict) or images.dtype != np.uint8 or status.dtype != np.int8:
             return None
         if images.shape != (self.n, self.crop, self.crop, 3) or status.shape != (self.n,):
             return None

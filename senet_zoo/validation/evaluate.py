@@ -26,6 +26,7 @@ from typing import Callable
 import numpy as np
 import torch
 
+from .. import jsonio
 from ..errors import SenetZooError
 from ..files import atomic_path
 from . import distributed, numerics
@@ -169,6 +170,35 @@ class _DeviceFeed:
 
 # -------------------------------------------------------------------------------------------- progress
 
+# what Progress.save writes: member -> (numpy dtype kinds, number of dimensions)
+_PROGRESS_FIELDS = {"key": ("U", 0), "done_batches": ("iu", 0), "rows": ("iu", 0), "top5": ("iu", 2),
+                    "status": ("i", 1), "elapsed": ("f", 0), "logits_rows": ("iu", 0)}
+
+
+def _progress_problem(state: dict, n_images: int, batch_size: int) -> str | None:
+    """What is wrong with a loaded progress state for this run, or None."""
+    for name, (kinds, ndim) in _PROGRESS_FIELDS.items():
+        value = state[name]
+        if value.dtype.kind not in kinds or value.ndim != ndim:
+            return f"'{name}' is {value.dtype} of {value.ndim} dimensions"
+    done, rows, logits_rows = (int(state[k]) for k in ("done_batches", "rows", "logits_rows"))
+    if not 0 <= done <= math.ceil(n_images / batch_size) or rows != min(done * batch_size, n_images):
+        return f"{done} batches and {rows} rows do not fit {n_images} images in batches of {batch_size}"
+    if not 0 <= logits_rows <= rows:
+        return f"{logits_rows} rows of logits for {rows} rows"
+    elapsed = float(state["elapsed"])
+    if not (math.isfinite(elapsed) and elapsed >= 0):
+        return f"elapsed time {elapsed}"
+    top5, status = state["top5"], state["status"]
+    if top5.shape != (rows, 5) or status.shape != (rows,):
+        return f"top-5 rows {top5.shape} and status {status.shape} for {rows} rows"
+    if rows and (top5.min() < -1 or top5.max() >= NUM_CLASSES):
+        return "top-5 classes out of range"
+    if not np.isin(status, (STATUS_BAD, STATUS_OK)).all():
+        return "status values other than bad (0) and ok (1)"
+    return None
+
+
 class Progress:
     """``<output stem>.progress.npz`` beside the record: the settings it belongs to (``key``), how many
     batches are done, and their top-5/status rows; with ``--save-logits`` the logits are appended to
@@ -181,18 +211,28 @@ class Progress:
         self.logits_path = self.path.with_name(self.path.name.replace(".progress.npz", ".logits.partial"))
         self.owned = False  # this run may write (and on failure remove) it: set once any resume check passed
 
-    def load(self) -> dict | None:
+    def load(self, n_images: int, batch_size: int) -> dict | None:
+        """The saved state, checked to be exactly what ``save`` writes for a run over ``n_images`` images in
+        batches of ``batch_size``: the file is the user's, and a forged one must not steer the loop."""
         if not self.path.is_file():
             return None
         try:
             with np.load(self.path, allow_pickle=False) as z:
+                if sorted(z.files) != sorted(_PROGRESS_FIELDS):
+                    raise ValueError(f"holds {', '.join(sorted(z.files)) or 'nothing'}, not "
+                                     f"{', '.join(sorted(_PROGRESS_FIELDS))}")
                 state = {k: z[k] for k in z.files}
-            stored = json.loads(str(state["key"]))
-        except Exception as e:  # a damaged progress file is a user-facing problem
+            problem = _progress_problem(state, n_images, batch_size)
+            if problem:
+                raise ValueError(problem)
+            stored = jsonio.loads(str(state["key"]))
+            if not isinstance(stored, dict):
+                raise ValueError("its settings are not a JSON object")
+        except Exception as e:  # a damaged or forged progress file is a user-facing problem
             raise SenetZooError(self.path, f"unreadable progress file ({e}); delete it to start afresh") from None
         if stored != json.loads(self.key_json):
             diff = sorted(k for k in set(stored) | set(self.key) if stored.get(k) != self.key.get(k))
-            raise SenetZooError(self.path, f"belongs to a run with other settings ({', '.join(diff)} differ); "
+            raise SenetZooError(self.path, f"belongs to a run with other settings ({', '.join(diff)[:200]} differ); "
                                 "rerun without --resume to start afresh")
         return state
 
@@ -258,7 +298,7 @@ def evaluate(model: torch.nn.Module, evalset: EvalSet, prep: Preprocessing, mean
     problem = None
     if main and progress is not None:
         try:
-            state = progress.load() if resume else None
+            state = progress.load(n_images, bsz) if resume else None
             if state is not None and opts.save_logits and (
                     not progress.logits_path.is_file()
                     or progress.logits_path.stat().st_size < int(state["logits_rows"]) * NUM_CLASSES * 4):
