@@ -208,6 +208,25 @@ def test_a_forged_progress_file_is_one_line_and_never_unpickled(tmp_path, case, 
     assert path.read_bytes() == before  # the user's file is left alone: they decide
 
 
+def test_a_progress_member_that_inflates_to_gigabytes_is_refused_before_inflating(tmp_path):
+    """A deflated all-zero member of 1 GiB is ~1 MB on disk; refusing it by its declared size keeps the
+    cost at what the file holds."""
+    import tracemalloc
+    import zipfile
+
+    path = write_progress(tmp_path / "r.progress.npz", top5=None)
+    with zipfile.ZipFile(path, "a", compression=zipfile.ZIP_DEFLATED) as z, z.open("top5.npy", "w", force_zip64=True) as f:
+        chunk = bytes(1 << 24)
+        for _ in range(64):
+            f.write(chunk)
+    tracemalloc.start()
+    try:
+        refused(path, lambda: Progress(path, KEY).load(N_IMAGES, BATCH), "declares 1,073,741,824 bytes")
+        assert tracemalloc.get_traced_memory()[1] < 64 << 20
+    finally:
+        tracemalloc.stop()
+
+
 def test_a_progress_file_of_other_settings_names_them(tmp_path):
     path = write_progress(tmp_path / "r.progress.npz")
     refused(path, lambda: Progress(path, {**KEY, "model": "senet154"}).load(N_IMAGES, BATCH),

@@ -199,6 +199,20 @@ def _progress_problem(state: dict, n_images: int, batch_size: int) -> str | None
     return None
 
 
+def _check_member_sizes(path: Path, n_images: int) -> None:
+    """Refuse members larger than a run over ``n_images`` writes before anything is inflated: a forged
+    ``.npz`` can declare a tiny deflated member that expands to gigabytes. zipfile reads no more than the
+    declared size, so checking it bounds the memory."""
+    import zipfile
+
+    limit = 64 * n_images + (1 << 20)  # top5 int16 (10 B/image) with room; the key and headers in the MiB
+    with zipfile.ZipFile(path) as z:
+        for info in z.infolist():
+            if info.file_size > limit:
+                raise ValueError(f"member {info.filename} declares {info.file_size:,} bytes, more than a run "
+                                 f"over {n_images:,} images writes")
+
+
 class Progress:
     """``<output stem>.progress.npz`` beside the record: the settings it belongs to (``key``), how many
     batches are done, and their top-5/status rows; with ``--save-logits`` the logits are appended to
@@ -217,6 +231,7 @@ class Progress:
         if not self.path.is_file():
             return None
         try:
+            _check_member_sizes(self.path, n_images)
             with np.load(self.path, allow_pickle=False) as z:
                 if sorted(z.files) != sorted(_PROGRESS_FIELDS):
                     raise ValueError(f"holds {', '.join(sorted(z.files)) or 'nothing'}, not "
