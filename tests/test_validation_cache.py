@@ -90,6 +90,14 @@ def uncached(release, flat, tmp_path_factory) -> Path:
     return out
 
 
+@pytest.fixture(scope="module")
+def built(release, flat, tmp_path_factory) -> Path:
+    """A cache folder filled by one run on the 13 images (copies of them have the same key)."""
+    root = tmp_path_factory.mktemp("built")
+    assert validate(common(release, flat, root / "a.json", "--cache", str(root / "cache"))) == 0
+    return root / "cache"
+
+
 def test_cached_runs_equal_the_uncached_run_and_the_second_decodes_nothing(release, data, uncached, tmp_path):
     cache = tmp_path / "cache"
     first, second = tmp_path / "first.json", tmp_path / "second.json"
@@ -110,9 +118,8 @@ def test_cached_runs_equal_the_uncached_run_and_the_second_decodes_nothing(relea
     assert "--cache" in json.loads(second.read_text())["command"]
 
 
-def test_a_tampered_cache_blob_is_caught_and_rebuilt(release, data, uncached, tmp_path, capsys):
-    cache = tmp_path / "cache"
-    assert validate(common(release, data, tmp_path / "a.json", "--cache", str(cache))) == 0
+def test_a_tampered_cache_blob_is_caught_and_rebuilt(release, data, uncached, built, tmp_path, capsys):
+    cache = shutil.copytree(built, tmp_path / "cache")
     images = np.load(cache / FOLDER / "images.npy", mmap_mode="r+")
     images[:] ^= 1  # every stored crop off by one in the lowest bit: whichever rows are checked, they differ
     images.flush()
@@ -132,45 +139,41 @@ def _rebuilt(release, data, cache, out, capsys, *extra) -> tuple[dict, str]:
     return cache_info(out), capsys.readouterr().out
 
 
-def test_any_key_change_rebuilds_and_other_preprocessing_gets_its_own_folder(release, data, tmp_path, capsys):
-    cache = tmp_path / "cache"
-    info, _ = _rebuilt(release, data, cache, tmp_path / "0.json", capsys)
-    assert not info["reused"]
-    victim = data / sorted(p.name for p in data.iterdir())[4]
+def test_any_key_change_rebuilds_and_other_preprocessing_gets_its_own_folder(release, data, built, tmp_path,
+                                                                             capsys):
+    cache = shutil.copytree(built, tmp_path / "cache")
+    key_file = cache / FOLDER / "key.json"  # a folder written by another OpenCV
+    key = json.loads(key_file.read_text())
+    assert key["decoder"].startswith("opencv ")
+    key_file.write_text(json.dumps({**key, "decoder": "opencv 0.0.1"}))
+    info, log = _rebuilt(release, data, cache, tmp_path / "0.json", capsys)
+    assert not info["reused"] and info["decoded"] == N_IMAGES and "built for other decoder;" in log
+    assert json.loads(key_file.read_text()) == key
 
+    victim = data / sorted(p.name for p in data.iterdir())[4]
     st = victim.stat()  # a new modification time, same bytes
     os.utime(victim, ns=(st.st_atime_ns, st.st_mtime_ns + 10**9))
     info, log = _rebuilt(release, data, cache, tmp_path / "1.json", capsys)
-    assert not info["reused"] and info["decoded"] == N_IMAGES and "built for other identity_sha256" in log
+    assert not info["reused"] and info["decoded"] == N_IMAGES and "built for other identity_sha256;" in log
 
     mtime = victim.stat().st_mtime_ns  # a new size (bytes after the end of the JPEG: same pixels), same time
     with open(victim, "ab") as f:
         f.write(b"\0" * 7)
     os.utime(victim, ns=(mtime, mtime))
     info, log = _rebuilt(release, data, cache, tmp_path / "2.json", capsys)
-    assert not info["reused"] and "built for other identity_sha256" in log
+    assert not info["reused"] and "built for other identity_sha256;" in log
 
     info, log = _rebuilt(release, data, cache, tmp_path / "3.json", capsys, "--limit", "7")  # other file list
     assert not info["reused"] and info["key"]["num_images"] == 7
-    assert "identity_sha256" in log and "num_images" in log
+    assert "built for other identity_sha256, num_images;" in log
 
-    key_file = cache / FOLDER / "key.json"  # a folder written by another OpenCV
-    info, _ = _rebuilt(release, data, cache, tmp_path / "4.json", capsys)
-    key = json.loads(key_file.read_text())
-    assert key["decoder"].startswith("opencv ")
-    key_file.write_text(json.dumps({**key, "decoder": "opencv 0.0.1"}))
-    info, log = _rebuilt(release, data, cache, tmp_path / "5.json", capsys)
-    assert not info["reused"] and "built for other decoder" in log
-    info, log = _rebuilt(release, data, cache, tmp_path / "6.json", capsys)
-    assert info["reused"] and "rebuilding" not in log
-
-    # another preprocessing or crop: a folder of its own, the 224-style one left as it was
-    info, _ = _rebuilt(release, data, cache, tmp_path / "7.json", capsys, "--preprocess", "pil")
+    # another preprocessing or crop: a folder of its own, the first one left as it was
+    info, _ = _rebuilt(release, data, cache, tmp_path / "4.json", capsys, "--limit", "7", "--preprocess", "pil")
     assert Path(info["folder"]).name == f"pil-{RESIZE}-{SIZE}" and not info["reused"]
-    info, _ = _rebuilt(release, data, cache, tmp_path / "8.json", capsys, "--img-size", "56")
+    info, _ = _rebuilt(release, data, cache, tmp_path / "5.json", capsys, "--limit", "7", "--img-size", "56")
     assert Path(info["folder"]).name == "caffe-64-56" and not info["reused"]
-    info, log = _rebuilt(release, data, cache, tmp_path / "9.json", capsys)
-    assert info["reused"] and Path(info["folder"]).name == FOLDER
+    info, log = _rebuilt(release, data, cache, tmp_path / "6.json", capsys, "--limit", "7")
+    assert info["reused"] and Path(info["folder"]).name == FOLDER and "rebuilding" not in log
     assert sorted(p.name for p in cache.iterdir()) == sorted([FOLDER, f"pil-{RESIZE}-{SIZE}", "caffe-64-56"])
 
 
@@ -191,9 +194,8 @@ def test_registry_settings_share_one_folder_at_224_and_senet154_at_320_has_its_o
 
 
 @pytest.mark.parametrize("damage", ["truncated images", "not json", "json list", "wrong shape"])
-def test_a_corrupt_cache_folder_is_rebuilt(release, data, uncached, tmp_path, capsys, damage):
-    cache = tmp_path / "cache"
-    assert validate(common(release, data, tmp_path / "a.json", "--cache", str(cache))) == 0
+def test_a_corrupt_cache_folder_is_rebuilt(release, data, uncached, built, tmp_path, capsys, damage):
+    cache = shutil.copytree(built, tmp_path / "cache")
     folder = cache / FOLDER
     if damage == "truncated images":
         with open(folder / "images.npy", "r+b") as f:
