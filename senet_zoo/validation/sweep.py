@@ -70,6 +70,7 @@ def run_all(args: argparse.Namespace, jobs, device, precision, numerics, evalset
         output = out_dir / default_output(name, size, args.preprocess, precision, args.limit).name
         one = copy.copy(args)
         one.model, one.weights, one.img_size, one.output, one.all = name, folder, size, output, False
+        one.weights_dir = one.output_dir = None  # the record's command is this one run, as typed on its own
         one._entry = f"{getattr(args, '_entry', 'senet-zoo validate')}"
         log(f"\n[{i}/{len(jobs)}] {name} at {size}")
         record = _finished(output, folder, evalset, args, precision) if dist.is_main else None
