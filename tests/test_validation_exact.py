@@ -25,8 +25,8 @@ from senet_zoo.validation.data import load_eval_set
 from senet_zoo.validation.distributed import Dist
 from senet_zoo.validation.evaluate import EvalOptions, evaluate
 from senet_zoo.validation.preprocess import Preprocessing
-from test_validation_run import (N_IMAGES, RESIZE, SIZE, common, flat, load, release, val_name,  # noqa: F401
-                                 validate)
+from test_validation_run import (N_IMAGES, RESIZE, SIZE, common, flat, load, release, run_subprocess,  # noqa: F401
+                                 val_name, validate)
 
 from conftest import REPO
 
@@ -131,3 +131,19 @@ def test_padding_makes_an_image_independent_of_where_the_set_ends(release, flat,
         np.testing.assert_array_equal(p3[key], p8[key])
     assert r3["results"] == r8["results"]
     assert np.abs(p3["logits"] - p8["logits"]).max() <= 1e-5 * p8["logits"].std()
+
+
+def test_two_processes_give_one_process_logits_bit_for_bit(release, flat, tmp_path):
+    """torchrun (2 ranks, gloo) against one process, both with one thread per process as torchrun sets it:
+    the same batches through the same kernels, so the same logits to the bit (test_validation_run.py holds
+    a multi-threaded single process to the predictions and float rounding)."""
+    one, two = tmp_path / "one.json", tmp_path / "two.json"
+    r = run_subprocess(common(release, flat, one, "--save-logits"), {"OMP_NUM_THREADS": "1"})
+    assert r.returncode == 0, r.stderr[-3000:]
+    r = run_subprocess(common(release, flat, two, "--save-logits"), {"OMP_NUM_THREADS": "1"}, torchrun=2)
+    assert r.returncode == 0, r.stderr[-3000:]
+    (r1, p1), (r2, p2) = load(one), load(two)
+    assert r1["environment"]["world_size"] == 1 and r2["environment"]["world_size"] == 2
+    for key in ("names", "labels", "top5", "logits"):
+        np.testing.assert_array_equal(p1[key], p2[key])
+    assert r1["results"] == r2["results"]
