@@ -51,11 +51,14 @@ def wrapped(argv: list[str]) -> subprocess.CompletedProcess:
 
 
 @pytest.fixture(autouse=True)
-def exact_afterwards():
-    """This process's flags as the tests found them (the in-process runs change them)."""
-    saved = numerics.read_flags()
+def flags_restored():
+    """This process's precision flags as the tests found them (the in-process runs change them)."""
+    b = torch.backends
+    saved = (b.cuda.matmul.allow_tf32, b.cudnn.allow_tf32, b.cudnn.deterministic, b.cudnn.benchmark,
+             torch.get_float32_matmul_precision())
     yield
-    numerics.set_numerics("fp32" if not numerics.not_fp32(saved) else "bf16")
+    b.cuda.matmul.allow_tf32, b.cudnn.allow_tf32, b.cudnn.deterministic, b.cudnn.benchmark = saved[:4]
+    torch.set_float32_matmul_precision(saved[4])
 
 
 def test_exact_mode_refuses_reduced_precision_in_one_line_and_amp_runs(release, flat, tmp_path):
@@ -79,10 +82,16 @@ def test_exact_mode_refuses_reduced_precision_in_one_line_and_amp_runs(release, 
     assert record["numerics"]["conv_probe"]["conv_rel_err"] > 1e-4  # bf16 autocast: about 1e-2 or 1e-3
 
 
-def test_exact_record_holds_the_flags_and_a_float32_sized_probe_error(release, flat, tmp_path):
-    out = tmp_path / "exact.json"
-    assert validate(common(release, flat, out)) == 0
-    record = json.loads(out.read_text())
+@pytest.fixture(scope="module")
+def exact_bs8(release, flat, tmp_path_factory):
+    """An exact run in batches of 8 (the last one: 5 images and 3 padding rows), with logits."""
+    out = tmp_path_factory.mktemp("exact") / "bs8.json"
+    assert validate(common(release, flat, out, "--batch-size", "8", "--save-logits")) == 0
+    return out
+
+
+def test_exact_record_holds_the_flags_and_a_float32_sized_probe_error(exact_bs8):
+    record = json.loads(exact_bs8.read_text())
     flags = record["numerics"]["flags_before_loop"]
     assert flags["cuda.matmul.allow_tf32"] is False and flags["cudnn.allow_tf32"] is False
     assert flags["float32_matmul_precision"] == "highest" and numerics.not_fp32(flags) == []
@@ -111,7 +120,7 @@ def test_tf32_switched_on_after_set_numerics_is_refused_before_the_loop(release,
         evaluate(model, evalset, prep, [0.0] * 3, [1 / 255] * 3, opts, Dist(), log=lambda *_: None)
 
 
-def test_padding_makes_an_image_independent_of_where_the_set_ends(release, flat, tmp_path):
+def test_padding_makes_an_image_independent_of_where_the_set_ends(release, flat, exact_bs8, tmp_path):
     """13 images in batches of 8 (the last: 5 images and 3 padding rows) give the same logits, bit for bit,
     as 16 images whose last batch is full; batches of 3 give the same predictions (the logits then differ
     by float32 rounding only: oneDNN blocks the arithmetic by batch size)."""
@@ -119,8 +128,8 @@ def test_padding_makes_an_image_independent_of_where_the_set_ends(release, flat,
     shutil.copytree(flat, more)
     for i, src in enumerate(sorted(flat.iterdir())[:3], N_IMAGES + 1):
         shutil.copy(src, more / val_name(i))
-    runs = {}
-    for tag, data, bs in (("bs3", flat, 3), ("bs8", flat, 8), ("bs8-16", more, 8)):
+    runs = {"bs8": exact_bs8}
+    for tag, data, bs in (("bs3", flat, 3), ("bs8-16", more, 8)):
         runs[tag] = tmp_path / f"{tag}.json"
         assert validate(common(release, data, runs[tag], "--batch-size", str(bs), "--save-logits")) == 0
     (r3, p3), (r8, p8), (_, p16) = load(runs["bs3"]), load(runs["bs8"]), load(runs["bs8-16"])
