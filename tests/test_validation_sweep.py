@@ -86,7 +86,7 @@ def test_one_record_per_setting_a_summary_table_and_exit_1(uninterrupted):
     assert r.stderr.strip() == ""
     assert "[1/2] se_bn_inception at 224" in r.stdout and "[2/2] se_resnet50 at 224" in r.stdout
     table = r.stdout[r.stdout.rindex("\nmodel ") + 1:]
-    assert "0 of 2 REPRODUCED" in table
+    assert "0 of 2 REPRODUCED\n* not the published protocol" in table
     summary = json.loads((out_dir / "summary.json").read_text())
     assert [(s["model"], s["img_size"], s["verdict"]) for s in summary] == [(m, 224, NOT_REPRODUCED) for m in MODELS]
     for s, name in zip(summary, MODELS):
@@ -98,7 +98,7 @@ def test_one_record_per_setting_a_summary_table_and_exit_1(uninterrupted):
         assert f"covers {LIMIT} images" in record["protocol"]["notes"][0]
         line = next(x for x in table.splitlines() if x.startswith(name))
         assert f"{record['results']['top1_err']:.2f}" in line and f"{record['published']['top1_err']:.2f}" in line
-        assert line.endswith(NOT_REPRODUCED)
+        assert line.endswith(f"{NOT_REPRODUCED} *") and s["matches_published_protocol"] is False  # 4 images
         # the record's command is one model's run, as a user would type it again
         assert "--all" not in record["command"] and "--weights-dir" not in record["command"]
         assert f"--model {name}" in record["command"]
