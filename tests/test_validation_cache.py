@@ -4,7 +4,8 @@ Runs ``senet-zoo validate`` (converted synthetic SE-ResNet-50, the 13 JPEGs of `
 ``--img-size 64``) with and without ``--cache``: identical records (but for the cache section) and
 identical ``.npz`` files; a second run reads the crops instead of decoding them, which a subprocess proves by
 counting the image files Python opens (an audit hook: only the few re-decoded for the spot check); a
-tampered cache blob, any change of the key, and a corrupt or foreign folder are each handled.
+tampered cache blob, any change of the key, and a corrupt or foreign folder are each handled; torchrun ranks
+and forked workers fill one cache, and a killed first run leaves rows that the next run decodes.
 """
 from __future__ import annotations
 
@@ -21,8 +22,10 @@ import pytest
 from senet_zoo import registry
 from senet_zoo.validation.cache import CHECK_IMAGES, DecodeCache
 from senet_zoo.validation.data import load_eval_set
+from senet_zoo.validation.evaluate import KILL_AFTER_STEPS_ENV
 from senet_zoo.validation.preprocess import Preprocessing, resolve_resize
-from test_validation_run import N_IMAGES, RESIZE, SIZE, common, flat, load, release, validate  # noqa: F401
+from test_validation_run import (N_IMAGES, RESIZE, SIZE, common, flat, load, release, run_subprocess,  # noqa: F401
+                                 validate)
 
 from conftest import REPO
 
@@ -224,3 +227,46 @@ def test_a_cache_path_that_is_a_file_is_one_line_exit_2(release, data, tmp_path,
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "cannot create the decode cache" in err[0] and str(not_a_dir) in err[0], err
     assert not out.exists() and not out.with_suffix(".npz").exists()
+
+
+def test_torchrun_ranks_and_forked_workers_fill_and_read_one_cache(release, data, uncached, tmp_path):
+    """Two torchrun ranks, each with a DataLoader worker, fill the cache (rank 0 builds it, rank 1 maps it);
+    a single process with two workers then reads it: the same predictions as without a cache."""
+    cache = tmp_path / "cache"
+    first, second = tmp_path / "ranks.json", tmp_path / "workers.json"
+    r = run_subprocess(common(release, data, first, "--workers", "1", "--cache", str(cache)), torchrun=2)
+    assert r.returncode == 0, r.stderr[-3000:]
+    status = np.load(cache / FOLDER / "status.npy")
+    assert (status == 1).all()  # every row written, by whichever rank and worker decoded it
+    r = run_subprocess(common(release, data, second, "--workers", "2", "--cache", str(cache)))
+    assert r.returncode == 0, r.stderr[-3000:]
+    info = cache_info(second)
+    assert info["reused"] and info["stored_at_start"] == N_IMAGES and info["decoded"] == 0
+    (rb, pb) = load(uncached)
+    for path in (first, second):
+        rec, pred = load(path)
+        for key in ("names", "labels", "top5"):
+            np.testing.assert_array_equal(pred[key], pb[key])
+        assert rec["results"] == rb["results"]
+
+
+def test_a_killed_first_run_leaves_a_partial_cache_that_the_next_completes(release, data, uncached, tmp_path):
+    cache = tmp_path / "cache"
+    out = tmp_path / "k.json"
+    argv = common(release, data, out, "--save-logits", "--cache", str(cache))
+    killed = run_subprocess(argv, {KILL_AFTER_STEPS_ENV: "2"})
+    assert killed.returncode == -9, killed.stderr[-2000:]  # SIGKILL after 2 batches of 3
+    status = np.load(cache / FOLDER / "status.npy")
+    stored = int((status == 1).sum())  # the 2 batches evaluated, and the next one the loop had prefetched
+    assert 6 <= stored < N_IMAGES and (status[:stored] == 1).all() and (status[stored:] == -1).all()
+    r = run_subprocess(argv + ["--resume"])
+    assert r.returncode == 0, r.stderr[-2000:]
+    info = cache_info(out)
+    assert info["reused"] and info["stored_at_start"] == stored and info["decoded"] == N_IMAGES - stored
+    assert all(i < stored for i in info["checked_images"])  # only stored rows are checked
+    assert (np.load(cache / FOLDER / "status.npy") == 1).all()
+    rec, pred = load(out)
+    rb, pb = load(uncached)
+    for key in ("names", "labels", "top5", "logits"):
+        np.testing.assert_array_equal(pred[key], pb[key])
+    assert rec["results"] == rb["results"]
