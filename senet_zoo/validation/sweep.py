@@ -16,7 +16,7 @@ import copy
 import json
 from pathlib import Path
 
-from .. import registry
+from .. import jsonio, registry
 from ..errors import SenetZooError
 from ..files import atomic_write_text, sha256_file
 from .record import REPRODUCED, default_output, sibling
@@ -44,8 +44,10 @@ def _finished(output: Path, weights: Path, evalset, args: argparse.Namespace, pr
     from ..models.factory import resolve_weights
 
     try:
-        record = json.loads(output.read_text(encoding="utf-8"))
+        record = jsonio.load_path(output)
     except (OSError, ValueError):
+        return None
+    if not isinstance(record, dict):
         return None
     npz = sibling(output, ".npz")
     try:
