@@ -84,7 +84,7 @@ class DecodeCache:
         folder = root / f"{prep.name}-{prep.resize}-{prep.crop}"
         cache = cls(folder, key, prep.crop)
         stored = cache._stored_key()
-        if stored == key:
+        if stored == key and cache._arrays_intact():
             cache.reused = True
             if create and not cache.verify(reader, prep):
                 log(f"cache {folder}: stored crops differ from a fresh decode; rebuilding it")
@@ -93,7 +93,9 @@ class DecodeCache:
         elif not create:
             raise SenetZooError(folder, "decode cache not ready for this run (rank 0 should have built it)")
         else:
-            if stored is not None:
+            if stored == key:
+                log(f"cache {folder}: images.npy or status.npy unreadable or of the wrong shape; rebuilding it")
+            elif stored is not None:
                 diff = sorted(k for k in key if stored.get(k) != key[k])
                 log(f"cache {folder}: built for other {', '.join(diff)}; rebuilding it")
             cache._build()
@@ -101,18 +103,21 @@ class DecodeCache:
         return cache
 
     def _stored_key(self) -> dict | None:
-        """The key of the stored folder when its files are what ``_build`` writes, else None (rebuilt)."""
+        """The folder's key.json (None when absent or not a JSON object: a foreign or damaged folder)."""
         try:
             key = jsonio.load_path(self.folder / "key.json")
+        except (OSError, ValueError):
+            return None
+        return key if isinstance(key, dict) else None
+
+    def _arrays_intact(self) -> bool:
+        try:
             images = np.load(self.folder / "images.npy", mmap_mode="r")
             status = np.load(self.folder / "status.npy", mmap_mode="r")
         except (OSError, ValueError):
-            return None
-        if not isinstance(key, dict) or images.dtype != np.uint8 or status.dtype != np.int8:
-            return None
-        if images.shape != (self.n, self.crop, self.crop, 3) or status.shape != (self.n,):
-            return None
-        return key
+            return False
+        return (images.shape == (self.n, self.crop, self.crop, 3) and images.dtype == np.uint8
+                and status.shape == (self.n,) and status.dtype == np.int8)
 
     def _build(self) -> None:
         self._images = self._status = None

@@ -16,7 +16,7 @@ import copy
 import json
 from pathlib import Path
 
-from .. import registry
+from .. import jsonio, registry
 from ..errors import SenetZooError
 from ..files import atomic_write_text, sha256_file
 from .record import REPRODUCED, default_output, sibling
@@ -44,8 +44,10 @@ def _finished(output: Path, weights: Path, evalset, args: argparse.Namespace, pr
     from ..models.factory import resolve_weights
 
     try:
-        record = json.loads(output.read_text(encoding="utf-8"))
+        record = jsonio.load_path(output)
     except (OSError, ValueError):
+        return None
+    if not isinstance(record, dict):
         return None
     npz = sibling(output, ".npz")
     try:
@@ -70,6 +72,7 @@ def run_all(args: argparse.Namespace, jobs, device, precision, numerics, evalset
         output = out_dir / default_output(name, size, args.preprocess, precision, args.limit).name
         one = copy.copy(args)
         one.model, one.weights, one.img_size, one.output, one.all = name, folder, size, output, False
+        one.weights_dir = one.output_dir = None  # the record's command is this one run, as typed on its own
         one._entry = f"{getattr(args, '_entry', 'senet-zoo validate')}"
         log(f"\n[{i}/{len(jobs)}] {name} at {size}")
         record = _finished(output, folder, evalset, args, precision) if dist.is_main else None
@@ -92,6 +95,7 @@ def run_all(args: argparse.Namespace, jobs, device, precision, numerics, evalset
     summary = [{"model": n, "img_size": s, "record": str(o), "verdict": r["verdict"] if r else None,
                 "top1_err": r["results"]["top1_err"] if r else None, "top5_err": r["results"]["top5_err"] if r else None,
                 "published": r.get("published") if r else None,
+                "matches_published_protocol": r.get("protocol", {}).get("matches_published") if r else None,
                 "wall_time_s": r.get("wall_time_s") if r else None} for n, s, o, r in rows]
     atomic_write_text(out_dir / "summary.json", json.dumps(summary, indent=2) + "\n")
     log(f"summary: {out_dir / 'summary.json'}")
@@ -111,7 +115,12 @@ def format_summary(rows) -> str:
             return (f"{res[f'{k}_err']:10.2f} {f'[{lo:.2f}, {hi:.2f}]':>16} "
                     f"{(format(p, '.2f') if p is not None else '-'):>9}")
 
-        lines.append(f"{name:<22} {size:>4}  {cell('top1')}  {cell('top5')}  {r['verdict']}")
+        # a verdict compares numbers only: runs that are not the published protocol are marked
+        other = (r.get("protocol") or {}).get("matches_published") is False
+        lines.append(f"{name:<22} {size:>4}  {cell('top1')}  {cell('top5')}  {r['verdict']}{' *' if other else ''}")
     n_ok = sum(1 for *_, r in rows if r["verdict"] == REPRODUCED)
     lines.append(f"{n_ok} of {len(rows)} REPRODUCED")
+    if any((r.get("protocol") or {}).get("matches_published") is False for *_, r in rows):
+        lines.append("* not the published protocol (subset, pil, amp or skipped images): see the record's "
+                     "protocol.notes")
     return "\n".join(lines)
