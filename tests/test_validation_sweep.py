@@ -176,3 +176,8 @@ def test_exit_0_only_when_every_setting_is_reproduced(weights_dir, flat, uninter
     summary = json.loads((out_dir / "summary.json").read_text())
     assert [(s["model"], s["verdict"]) for s in summary] == [("se_bn_inception", NOT_REPRODUCED),
                                                              ("se_resnet50", REPRODUCED)]
+    # an option that changes what a record reports makes it another setting: run again, not reused
+    r = sweep(sweep_args(only, flat, out_dir, *extra, "--skip-bad-images"))
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert "already validated" not in r.stdout
+    assert json.loads(record_path(out_dir, "se_resnet50").read_text())["run"]["skip_bad_images"] is True

@@ -39,8 +39,11 @@ def find_models(weights_dir: Path) -> list[tuple[str, Path, int]]:
     return jobs
 
 
-def _finished(output: Path, weights: Path, evalset, args: argparse.Namespace, precision: str) -> dict | None:
-    """The record at ``output`` when it is this setting's, done with these inputs; else None."""
+def _finished(output: Path, weights: Path, evalset, args: argparse.Namespace, precision: str,
+              want_real: bool) -> dict | None:
+    """The record at ``output`` when it is this setting's, done with these inputs and options that change
+    what it reports (bad images skipped, ReaL results); else None. Batch size and workers change no
+    prediction (tests/test_validation_exact.py), so a record made with others still counts."""
     from ..models.factory import resolve_weights
 
     try:
@@ -55,7 +58,9 @@ def _finished(output: Path, weights: Path, evalset, args: argparse.Namespace, pr
                 and record.get("data", {}).get("file_list_sha256") == evalset.file_list_sha256()
                 and record.get("data", {}).get("labels_sha256") == evalset.labels_sha256()
                 and record.get("preprocess", {}).get("name") == args.preprocess
-                and record.get("precision") == precision and npz.is_file())
+                and record.get("precision") == precision
+                and record.get("run", {}).get("skip_bad_images") == args.skip_bad_images
+                and ("real" in record.get("results", {})) == want_real and npz.is_file())
     except (AttributeError, OSError):
         return None
     return record if same else None
@@ -75,7 +80,7 @@ def run_all(args: argparse.Namespace, jobs, device, precision, numerics, evalset
         one.weights_dir = one.output_dir = None  # the record's command is this one run, as typed on its own
         one._entry = f"{getattr(args, '_entry', 'senet-zoo validate')}"
         log(f"\n[{i}/{len(jobs)}] {name} at {size}")
-        record = _finished(output, folder, evalset, args, precision) if dist.is_main else None
+        record = _finished(output, folder, evalset, args, precision, real is not None) if dist.is_main else None
         from . import distributed
 
         done = distributed.broadcast_object(record is not None, dist)
