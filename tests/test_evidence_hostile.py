@@ -59,6 +59,56 @@ def test_interleaved_runs_of_every_length_equal_protobufs_parse(tmp_path):
         np.testing.assert_array_equal(got, values.astype(np.float32))
 
 
+def test_float_and_double_records_interleaved_read_as_caffe_does(tmp_path):
+    """Both kinds in one blob, runs of each between the other's: Caffe takes double_data when there is any."""
+    rng = np.random.default_rng(6)
+    parts = []
+    for _ in range(300):
+        n = int(rng.choice([1, 2, 63, 64, 70]))
+        if rng.random() < 0.5:
+            parts += [b"\x2d" + v.tobytes() for v in rng.standard_normal(n).astype("<f4")]
+        else:
+            parts += [b"\x41" + v.tobytes() for v in rng.standard_normal(n).astype("<f8")]
+    body = b"".join(parts)
+    expected = np.array(caffe_pb2.BlobProto.FromString(body).double_data, "<f8").astype(np.float32)
+    blob = wire_field(7, wire_varint(1 << 3) + wire_varint(expected.size)) + body
+    path = tmp_path / "mixed.caffemodel"
+    path.write_bytes(wire_field(1, b"n") + wire_field(100, wire_field(1, b"conv") + wire_field(7, blob)))
+    np.testing.assert_array_equal(caffe_io.read_weights(path).layer("conv").blobs[0], expected)
+
+
+_PEAK_CHILD = """
+import sys
+from senet_zoo.converters import caffe_io
+
+def kib(field):
+    with open("/proc/self/status") as f:
+        return next(int(line.split()[1]) for line in f if line.startswith(field))
+
+caffe_io.read_weights(sys.argv[1])  # a small file first: whatever reading imports or caches lazily
+with open("/proc/self/clear_refs", "w") as f:
+    f.write("5")  # peak RSS := current RSS (ru_maxrss cannot be reset and after exec may hold the parent's)
+before = kib("VmRSS:")
+caffe_io.read_weights(sys.argv[2])
+print((kib("VmHWM:") - before) * 1024)
+"""
+
+
+@pytest.mark.slow
+def test_interleaved_records_cost_less_memory_than_the_file(tmp_path):
+    """Linux only (/proc). Keeping each record run's place cost 17 bytes a run (over twice this file); the second walk keeps
+    only the values (4 of every 10 bytes) and returns walked pages to the kernel."""
+    import subprocess
+    import sys
+
+    small = interleaved_nonpacked_caffemodel(tmp_path / "small.caffemodel", pairs=1000)
+    path = interleaved_nonpacked_caffemodel(tmp_path / "interleaved.caffemodel", pairs=2_000_000)
+    r = subprocess.run([sys.executable, "-c", _PEAK_CHILD, str(small), str(path)], capture_output=True,
+                       text=True, timeout=300, check=True)
+    grown = int(r.stdout.strip())
+    assert grown < 1.2 * path.stat().st_size, (grown, path.stat().st_size)
+
+
 def test_millions_of_empty_layer_records_are_refused_early(tmp_path):
     path = empty_layer_records(tmp_path / "empty.caffemodel")  # 9 MB, 3 M layers
     start = time.perf_counter()

@@ -524,8 +524,11 @@ class _BinaryReader:
         shape_parts: list[bytes] = []
         legacy: dict[str, int] = {}
         try:
-            pos = start
+            pos = dropped = start
             while pos < end:
+                if pos - dropped > _DROP_EVERY:  # a walk over interleaved records must not hold the file in RSS
+                    self.drop_pages(dropped, pos - dropped)
+                    dropped = pos
                 tag_start = pos
                 if mm[pos] in (_FLOAT_TAG, _DOUBLE_TAG):  # a run of non-packed values: one numpy pass
                     is_float = mm[pos] == _FLOAT_TAG
@@ -533,7 +536,8 @@ class _BinaryReader:
                     count = self.run_length(pos, end, stride, mm[pos])
                     if count == 0:
                         raise _WireError("value runs past the end of its blob", pos, truncated=end >= size)
-                    (floats if is_float else doubles).add(_Segments.RECORDS, pos + 1, count)
+                    kind = _Segments.RECORDS if count >= _SHORT_RUN else _Segments.SHORT
+                    (floats if is_float else doubles).add(kind, pos + 1, count, pos + count * stride)
                     pos += count * stride
                     continue
                 number, wt, tag_start, value, fend = next(_fields(mm, pos, end, size))
@@ -541,11 +545,11 @@ class _BinaryReader:
                 if number == 5 and wt == _LEN:
                     if (fend - value) % 4:
                         raise _WireError(f"packed float data of {fend - value} bytes", tag_start)
-                    floats.add(_Segments.PACKED, value, (fend - value) // 4)
+                    floats.add(_Segments.PACKED, value, (fend - value) // 4, fend)
                 elif number == 8 and wt == _LEN:
                     if (fend - value) % 8:
                         raise _WireError(f"packed double data of {fend - value} bytes", tag_start)
-                    doubles.add(_Segments.PACKED, value, (fend - value) // 8)
+                    doubles.add(_Segments.PACKED, value, (fend - value) // 8, fend)
                 elif number == 7 and wt == _LEN:
                     shape_parts.append(bytes(mm[value:fend]))
                 elif number in _LEGACY_DIMS and wt == _VARINT:
@@ -587,45 +591,60 @@ class _BinaryReader:
         return count
 
     def gather(self, segments: "_Segments", dtype: np.dtype, stride: int) -> np.ndarray:
-        kinds = np.frombuffer(segments.kinds, np.int8)
-        offsets = np.frombuffer(segments.offsets, np.int64)
-        counts = np.frombuffer(segments.counts, np.int64)
-        starts = np.cumsum(counts) - counts
-        out = np.empty(int(counts.sum()), dtype=dtype)
-        # Short record runs (records interleaved with other fields) are decoded together, a stretch at a time;
-        # one numpy pass per run would cost ~10 us a value.
-        short = (kinds == _Segments.RECORDS) & (counts < _SHORT_RUN)
-        edges = np.flatnonzero(np.diff(short.astype(np.int8), prepend=0, append=0))
-        stretches = dict(zip(edges[::2].tolist(), edges[1::2].tolist()))
-        i = 0
-        while i < len(kinds):
-            if i in stretches:
-                for j in range(i, stretches[i], _SHORT_RUNS_AT_ONCE):
-                    k = min(j + _SHORT_RUNS_AT_ONCE, stretches[i])
-                    self.gather_short(out, int(starts[j]), offsets[j:k], counts[j:k], dtype, stride)
-                i = stretches[i]
-                continue
-            offset, count, at = int(offsets[i]), int(counts[i]), int(starts[i])
-            if kinds[i] == _Segments.PACKED:
+        out = np.empty(sum(segments.counts), dtype=dtype)
+        at = 0
+        for kind, offset, count, end in zip(segments.kinds, segments.offsets, segments.counts, segments.ends):
+            if kind == _Segments.PACKED:
                 self.pread_into(out[at:at + count], offset)
-            else:
+            elif kind == _Segments.RECORDS:
                 rows = np.frombuffer(self.mm, np.uint8, count=count * stride, offset=offset - 1)
                 out[at:at + count] = rows.reshape(count, stride)[:, 1:].copy().view(dtype).reshape(count)
                 del rows
                 self.drop_pages(offset, count * stride)
-            i += 1
+            else:
+                self.decode_stretch(out[at:at + count], offset - 1, end, dtype, stride)
+            at += count
         return out.astype(dtype.newbyteorder("="), copy=False)  # a no-op on little-endian machines
 
-    def gather_short(self, out: np.ndarray, at: int, offsets: np.ndarray, counts: np.ndarray, dtype: np.dtype,
-                     stride: int) -> None:
+    def decode_stretch(self, out: np.ndarray, start: int, end: int, dtype: np.dtype, stride: int) -> None:
+        """Short record runs (records interleaved with other fields) between ``start`` and ``end``, walked a
+        second time and decoded a bounded batch of runs at a time. Keeping every run's place from the first
+        walk would cost 17 bytes a run, over three times a hostile file's 5 bytes a value; one numpy pass
+        per run would cost ~10 us a value."""
+        mm = self.mm
+        tag = mm[start]
+        offsets, counts = array("q"), array("q")
+        at, pos = 0, start
+        while pos < end:
+            if mm[pos] == tag:
+                count = self.run_length(pos, end, stride, tag)
+                offsets.append(pos + 1)
+                counts.append(count)
+                pos += count * stride
+                if len(offsets) == _SHORT_RUNS_AT_ONCE:
+                    at += self.gather_short(out, at, offsets, counts, dtype, stride)
+                    offsets, counts = array("q"), array("q")
+                    self.drop_pages(start, pos - start)
+                    start = pos
+            elif mm[pos] in (_FLOAT_TAG, _DOUBLE_TAG):  # the other type's records: the other list holds them
+                other = 14 - stride  # 5 <-> 9
+                pos += self.run_length(pos, end, other, mm[pos]) * other
+            else:
+                pos = next(_fields(mm, pos, end, self.size))[4]
+        if offsets:
+            at += self.gather_short(out, at, offsets, counts, dtype, stride)
+        assert at == len(out), (at, len(out))  # the first walk counted these same runs
+        self.drop_pages(start, end - start)
+
+    def gather_short(self, out: np.ndarray, at: int, offsets, counts, dtype: np.dtype, stride: int) -> int:
+        offsets, counts = np.frombuffer(offsets, np.int64), np.frombuffer(counts, np.int64)
         n = int(counts.sum())
         within = np.arange(n) - np.repeat(np.cumsum(counts) - counts, counts)
         first = np.repeat(offsets, counts) + stride * within  # each value's first byte
         data = np.frombuffer(self.mm, np.uint8)
         out[at:at + n] = data[first[:, None] + np.arange(dtype.itemsize)].view(dtype).reshape(n)
         del data
-        span_end = int(offsets[-1] + counts[-1] * stride)
-        self.drop_pages(int(offsets[0]), span_end - int(offsets[0]))
+        return n
 
     def pread_into(self, array: np.ndarray, offset: int) -> None:
         view = memoryview(array).cast("B")
@@ -646,23 +665,31 @@ class _BinaryReader:
                 pass
 
 
-_SHORT_RUN = 64  # record runs shorter than this are gathered with their neighbours
+_SHORT_RUN = 64  # record runs shorter than this are decoded in batches, on a second walk over their bytes
 _SHORT_RUNS_AT_ONCE = 1 << 14  # at most ~1 M values (~60 MB of index arrays) per numpy pass
+_DROP_EVERY = 16 << 20  # bytes walked between returning mapped pages to the kernel
 
 
 class _Segments:
-    """Where a blob's values lie, in file order: packed runs and runs of non-packed records (byte offset of
-    the first value, count). Typed arrays, 17 bytes a run: a hostile blob may hold one run per value."""
+    """Where a blob's values lie, in file order: packed runs, long runs of non-packed records (byte offset of
+    the first value, count), and stretches of short record runs (count, and the bytes to walk again). A
+    stretch stands for any number of short runs, so this costs 25 bytes per packed or long run (>= 320 bytes
+    of file), whatever the file."""
 
-    PACKED, RECORDS = 0, 1
+    PACKED, RECORDS, SHORT = 0, 1, 2
 
     def __init__(self):
-        self.kinds, self.offsets, self.counts = array("b"), array("q"), array("q")
+        self.kinds, self.offsets, self.counts, self.ends = array("b"), array("q"), array("q"), array("q")
 
-    def add(self, kind: int, offset: int, count: int) -> None:
+    def add(self, kind: int, offset: int, count: int, end: int) -> None:
+        if kind == self.SHORT and self.kinds and self.kinds[-1] == self.SHORT:
+            self.counts[-1] += count
+            self.ends[-1] = end
+            return
         self.kinds.append(kind)
         self.offsets.append(offset)
         self.counts.append(count)
+        self.ends.append(end)
 
     def __bool__(self) -> bool:
         return len(self.kinds) > 0
