@@ -14,7 +14,7 @@ Both sides read the same generated ImageNet-like JPEG folder (an ImageFolder tre
   ``inference_mode``, optional AMP / channels_last, top-1/top-5 bookkeeping), with the same workers;
 * ``--cache``: the real ``senet-zoo validate`` command in fresh processes without a cache, with a fresh
   ``--cache DIR`` (decodes and stores) and with the filled one (reads it), interleaved, same images, same
-  top-5 asserted; then our input pipeline decoding vs reading the filled cache.
+  top-5 asserted; and our input pipeline decoding vs reading a filled cache.
 
 Input-pipeline images/s are steady-state (the clock starts when the first batch arrives, so worker start-up is
 excluded on both sides); end-to-end images/s include it on both sides (from starting the workers to the last
@@ -308,8 +308,8 @@ def cli_validate(root: Path, weights: Path, name: str, device, batch_size: int, 
 
 def compare_cache(args, root: Path, model, device, results: dict) -> None:
     """``validate`` without a cache, with a fresh ``--cache DIR`` (decodes and stores) and with the filled one
-    (reads it), interleaved per repeat on the same images; then the input pipeline alone, decoding vs reading
-    the filled cache. The top-5 predictions must be identical in all three."""
+    (reads it), interleaved per repeat on the same images. The top-5 predictions must be identical in all
+    three."""
     import shutil
 
     weights = write_weights(args.data / "weights" / args.model, args.model)
@@ -333,17 +333,29 @@ def compare_cache(args, root: Path, model, device, results: dict) -> None:
         print(f"validate, {kind:6s} cache: {med[kind]['images_per_s']:7.2f} img/s, loop {med[kind]['loop_s']:6.2f} s, "
               f"process {med[kind]['process_s']:6.2f} s; second run's speed-up "
               f"{med['second']['images_per_s'] / med[kind]['images_per_s']:.2f}x", flush=True)
+
+
+def compare_cache_pipeline(args, root: Path, model, device, results: dict) -> None:
+    """Our input pipeline on the --images set: filling a fresh cache, then decoding vs reading it (steady
+    state, interleaved, medians of --repeat)."""
+    import shutil
+
     from senet_zoo.validation.runner import default_workers
 
     w = args.e2e_workers if args.e2e_workers is not None else default_workers(device)
+    cache = args.data / "pipeline-cache"
+    shutil.rmtree(cache, ignore_errors=True)
+    fill = ours_pipeline(root, model, device, args.batch_size, w, cache)[0]
     pipe = {"decode": [], "cache": []}
     for _ in range(args.repeat):
-        pipe["decode"].append(ours_pipeline(root, model, device, bs, w)[0])
-        pipe["cache"].append(ours_pipeline(root, model, device, bs, w, cache)[0])
+        pipe["decode"].append(ours_pipeline(root, model, device, args.batch_size, w)[0])
+        pipe["cache"].append(ours_pipeline(root, model, device, args.batch_size, w, cache)[0])
     pmed = {k: statistics.median(v) for k, v in pipe.items()}
-    results["cache"]["pipeline"] = {**pmed, "ratio": pmed["cache"] / pmed["decode"], "runs": pipe, "workers": w}
-    print(f"input pipeline, {w} worker(s): decoding {pmed['decode']:8.1f} img/s   from the cache "
-          f"{pmed['cache']:8.1f} img/s   ratio {pmed['cache'] / pmed['decode']:.2f}x", flush=True)
+    results["cache_pipeline"] = {**pmed, "filling": fill, "ratio": pmed["cache"] / pmed["decode"], "runs": pipe,
+                                 "workers": w, "batch_size": args.batch_size}
+    print(f"input pipeline, {w} worker(s), batch {args.batch_size}: filling the cache {fill:8.1f} img/s   decoding "
+          f"{pmed['decode']:8.1f} img/s   from the cache {pmed['cache']:8.1f} img/s   "
+          f"ratio {pmed['cache'] / pmed['decode']:.2f}x", flush=True)
 
 
 # ----------------------------------------------------------------------------------------------- main
@@ -364,9 +376,10 @@ def main() -> int:
     p.add_argument("--repeat", type=int, default=3)
     p.add_argument("--skip-e2e", action="store_true")
     p.add_argument("--json", type=Path, help="write the figures here")
-    p.add_argument("--cache", action="store_true",
-                   help="instead of the timm comparison: validate without / with a first / with a second --cache "
-                        "run on the --e2e-images, and the input pipeline decoding vs reading the cache")
+    p.add_argument("--cache", nargs="*", choices=["validate", "pipeline"],
+                   help="instead of the timm comparison (both when none named): validate without / with a first / "
+                        "with a second --cache run on the --e2e-images; the input pipeline on the --images "
+                        "decoding vs reading the cache")
     p.add_argument("--source", nargs="+", choices=["folder", "tar", "wds", "parquet"],
                    help="instead of the timm comparison: our input pipeline on these sources vs the folder")
     args = p.parse_args()
@@ -395,8 +408,12 @@ def main() -> int:
     if args.source:
         compare_sources(args, root, model, device, results)
         args.workers, args.skip_e2e = [], True
-    if args.cache:
-        compare_cache(args, e2e_root, model, device, results)
+    if args.cache is not None:
+        wanted = set(args.cache) or {"validate", "pipeline"}
+        if "validate" in wanted:
+            compare_cache(args, e2e_root, model, device, results)
+        if "pipeline" in wanted:
+            compare_cache_pipeline(args, root, model, device, results)
         args.workers, args.skip_e2e = [], True
 
     for w in args.workers:
