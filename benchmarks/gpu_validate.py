@@ -8,8 +8,9 @@ checkout on ``PYTHONPATH`` and never installs anything). Settings come from the 
     DEVICE   cuda (default) or cpu (the dry run: the same steps and table, small sizes)
     OUT      where the JSON and the table go (default runs/bench-gpu; the device tool collects $OUT)
     MODELS   default se_resnet50,senet154      MODES  default fp32,bf16
-    N        images in the end-to-end runs (cuda 4000, cpu 8)      UNIQUE  distinct JPEGs (cuda 256, cpu 8)
-    BS       batch size (cuda 128, cpu 4)      WORKERS  decode workers (default: validate's own default)
+    N        images in the end-to-end runs (cuda 4000, cpu 4)      UNIQUE  distinct JPEGs (cuda 256, cpu 4)
+    BS       batch size (cuda 128, cpu 2: two batches, so the dry run fits a loaded 2-core machine)
+    WORKERS  decode workers (default: validate's own default)
     DATA     scratch folder for images, weights and the decode cache (default /tmp/senet-zoo-gpu-check)
 
 Per model and mode (exact fp32; bf16 autocast) the table has: the model alone on a uint8 batch already on
@@ -68,9 +69,9 @@ class Check:
         cuda = self.device == "cuda"
         self.models = [m for m in env.get("MODELS", "se_resnet50,senet154").split(",") if m]
         self.modes = [m for m in env.get("MODES", "fp32,bf16").split(",") if m]
-        self.n = int(env.get("N", 4000 if cuda else 8))
-        self.unique = min(self.n, int(env.get("UNIQUE", 256 if cuda else 8)))
-        self.bs = int(env.get("BS", 128 if cuda else 4))
+        self.n = int(env.get("N", 4000 if cuda else 4))
+        self.unique = min(self.n, int(env.get("UNIQUE", 256 if cuda else 4)))
+        self.bs = int(env.get("BS", 128 if cuda else 2))
         self.workers = int(env["WORKERS"]) if env.get("WORKERS") else None
         self.out = Path(env.get("OUT") or "runs/bench-gpu")
         self.data = Path(env.get("DATA") or "/tmp/senet-zoo-gpu-check")

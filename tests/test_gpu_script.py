@@ -57,7 +57,7 @@ def dry_run(tmp_path_factory):
     out = tmp / "out"
     env = {k: v for k, v in os.environ.items() if k not in ("PY", "PYTHONPATH", "VIRTUAL_ENV")}
     env.update(PATH=f"{bin_dir}{os.pathsep}{env.get('PATH', '')}", PYTHONPATH=str(block), DEVICE="cpu",
-               BUDGET=str(BUDGET), N="8", UNIQUE="4", BS="4", OUT=str(out), DATA=str(tmp / "data"))
+               BUDGET=str(BUDGET), OUT=str(out), DATA=str(tmp / "data"))
     t = time.monotonic()
     proc = subprocess.run(["bash", str(clone / "benchmarks" / "gpu_validate.sh")], env=env, capture_output=True,
                           text=True, timeout=BUDGET + SLACK + 60)
