@@ -28,7 +28,6 @@ REPRODUCED, which is expected here).
 from __future__ import annotations
 
 import json
-import math
 import multiprocessing
 import os
 import platform
