@@ -8,8 +8,9 @@ checkout on ``PYTHONPATH`` and never installs anything). Settings come from the 
     DEVICE   cuda (default) or cpu (the dry run: the same steps and table, small sizes)
     OUT      where the JSON and the table go (default runs/bench-gpu; the device tool collects $OUT)
     MODELS   default se_resnet50,senet154      MODES  default fp32,bf16
-    N        images in the end-to-end runs (cuda 4000, cpu 8)      UNIQUE  distinct JPEGs (cuda 256, cpu 8)
-    BS       batch size (cuda 128, cpu 4)      WORKERS  decode workers (default: validate's own default)
+    N        images in the end-to-end runs (cuda 4000, cpu 4)      UNIQUE  distinct JPEGs (cuda 256, cpu 4)
+    BS       batch size (cuda 128, cpu 2: two batches, so the dry run fits a loaded 2-core machine)
+    WORKERS  decode workers (default: validate's own default)
     DATA     scratch folder for images, weights and the decode cache (default /tmp/senet-zoo-gpu-check)
 
 Per model and mode (exact fp32; bf16 autocast) the table has: the model alone on a uint8 batch already on
@@ -27,7 +28,6 @@ REPRODUCED, which is expected here).
 from __future__ import annotations
 
 import json
-import math
 import multiprocessing
 import os
 import platform
@@ -43,11 +43,10 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "benchmarks"))
 
+from validate import TIMM_NAMES, timm_loader, write_weights  # noqa: E402  (benchmarks/validate.py)
+
 SHAPES = [(375, 500), (500, 375), (333, 500), (500, 333), (500, 500)]
 WNIDS = ["n01440764", "n01443537", "n01484850", "n01491361", "n01494475", "n01496331", "n01498041", "n01514668"]
-TIMM_NAMES = {"se_resnet50": "legacy_seresnet50", "se_resnet101": "legacy_seresnet101",
-              "se_resnet152": "legacy_seresnet152", "se_resnext50_32x4d": "legacy_seresnext50_32x4d",
-              "se_resnext101_32x4d": "legacy_seresnext101_32x4d", "senet154": "legacy_senet154"}
 MIN_STEP_S = 3.0      # a step with less time than this left is skipped, not started
 RESERVE_S = 8.0       # kept back for writing the table
 
@@ -69,9 +68,9 @@ class Check:
         cuda = self.device == "cuda"
         self.models = [m for m in env.get("MODELS", "se_resnet50,senet154").split(",") if m]
         self.modes = [m for m in env.get("MODES", "fp32,bf16").split(",") if m]
-        self.n = int(env.get("N", 4000 if cuda else 8))
-        self.unique = min(self.n, int(env.get("UNIQUE", 256 if cuda else 8)))
-        self.bs = int(env.get("BS", 128 if cuda else 4))
+        self.n = int(env.get("N", 4000 if cuda else 4))
+        self.unique = min(self.n, int(env.get("UNIQUE", 256 if cuda else 4)))
+        self.bs = int(env.get("BS", 128 if cuda else 2))
         self.workers = int(env["WORKERS"]) if env.get("WORKERS") else None
         self.out = Path(env.get("OUT") or "runs/bench-gpu")
         self.data = Path(env.get("DATA") or "/tmp/senet-zoo-gpu-check")
@@ -162,7 +161,9 @@ def environment(seconds, device: str) -> dict:
     import cv2
     import torch
 
-    info = {"python": platform.python_version(), "executable": sys.executable, "torch": torch.__version__,
+    import senet_zoo
+
+    info = {"senet_zoo_from": str(Path(senet_zoo.__file__).resolve().parent), "python": platform.python_version(), "executable": sys.executable, "torch": torch.__version__,
             "cuda": torch.version.cuda, "opencv": cv2.__version__, "cpu_cores": len(os.sched_getaffinity(0)),
             "machine": platform.machine(), "platform": platform.platform()}
     try:
@@ -219,19 +220,7 @@ def make_data(seconds, root: Path, n: int, unique: int) -> dict:
 
 
 def make_weights(seconds, root: Path, name: str) -> dict:
-    import torch
-    from safetensors.torch import save_file
-
-    import senet_zoo
-
-    dest = root / "weights" / name
-    if not (dest / "model.safetensors").is_file():
-        dest.mkdir(parents=True, exist_ok=True)
-        torch.manual_seed(0)
-        model = senet_zoo.create_model(name)
-        save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(dest / "model.safetensors"),
-                  metadata={"format": "pt", "model": name})
-    return {"weights": str(dest)}
+    return {"weights": str(write_weights(root / "weights" / name, name))}
 
 
 def gmacs(seconds, name: str, img_size: int = 224) -> dict:
@@ -282,17 +271,11 @@ def matmul_rate(seconds, device: str, dtype_name: str) -> dict:
 
 
 def _our_model(name: str, weights: str, device, mode: str):
-    import torch
-
+    """The model exactly as ``validate`` prepares it (``runner.prepare_model``)."""
     import senet_zoo
-    from senet_zoo.models.fold import fold_batchnorm
+    from senet_zoo.validation.runner import prepare_model
 
-    model = senet_zoo.create_model(name, pretrained=weights)
-    model, _ = fold_batchnorm(model, inplace=True)
-    channels_last = device.type == "cpu" or mode != "fp32"  # validate's default
-    model = model.to(device)
-    if channels_last:
-        model = model.to(memory_format=torch.channels_last)
+    model, channels_last, _, _ = prepare_model(senet_zoo.create_model(name, pretrained=weights), device, mode)
     return model, channels_last
 
 
@@ -348,20 +331,23 @@ def our_pipeline(seconds, tree: str, device_name: str, bs: int, workers: int | N
     prep = Preprocessing("caffe", 256, 224)
     dc = DecodeCache.open(cache, evalset.reader, prep, log=lambda s: None) if cache else None
     if dc is not None and dc.stored_at_start < dc.n:
-        return {"status": "cache not filled yet"}
+        return {"status": "skipped: the decode cache is not filled (the first validate run did not finish)"}
     ds = BatchDataset(evalset.reader, prep, bs, cache=dc)
     loader = make_loader(ds, list(range(len(ds))), workers, device.type == "cuda")
-    n, t = 0, None
+    # steady state from the first batch on (worker start-up excluded); a single batch is timed whole
+    n, t_start, t_first, n_first = 0, time.perf_counter(), None, 0
     for _, images, _ in start(loader):
         images.to(device, non_blocking=True)
-        if t is None:
-            _sync(device)
-            t = time.perf_counter()  # steady state: from the first batch on
-            continue
         n += images.shape[0]
+        if t_first is None:
+            _sync(device)
+            t_first, n_first = time.perf_counter(), n
     _sync(device)
-    elapsed = time.perf_counter() - (t or time.perf_counter())
-    return {"images_per_s": n / elapsed if elapsed > 0 else float("nan"), "workers": workers}
+    steady = n > n_first
+    elapsed = time.perf_counter() - (t_first if steady else t_start)
+    images = n - n_first if steady else n
+    return {"images_per_s": images / elapsed if elapsed > 0 else float("nan"), "workers": workers,
+            "steady_state": steady}
 
 
 def timm_e2e(seconds, name: str, tree: str, device_name: str, mode: str, bs: int, workers: int | None,
@@ -375,7 +361,6 @@ def timm_e2e(seconds, name: str, tree: str, device_name: str, mode: str, bs: int
     from timm.utils import accuracy
 
     from senet_zoo.validation.runner import default_workers
-    from validate import timm_loader
 
     device = torch.device(device_name)
     workers = default_workers(device) if workers is None else workers
@@ -480,7 +465,7 @@ def table(check: Check) -> str:
     for mode in check.modes:
         mm = check.steps.get(f"matmul {mode}", {})
         if mm.get("status") == "ok":
-            lines.append(f"matmul {mode}: {mm['tflops']:.1f} TFLOP/s ({mm['size']}x{mm['size']})")
+            lines.append(f"matmul {mode}: {mm['tflops']:.3g} TFLOP/s ({mm['size']}x{mm['size']})")
     lines.append("floor = matmul rate / (2 x MACs per image); ours/floor = floor / ours (1.00x = at the floor); "
                  "ours = cached run where there is one; '-' = not run, 'skipped'/'timeout' = budget")
     return "\n".join(lines)
@@ -498,8 +483,7 @@ def main() -> int:
     for name in check.models:
         check.step(f"gmacs {name}", 30, gmacs, name)
     if data is None:
-        print(table(check))
-        return 1
+        return finish(check, 1)
     tree = data["tree"]
     cache = str(check.data / "decode-cache")
     check.step("pipeline", 40, our_pipeline, tree, dev, check.bs, check.workers, None)
@@ -523,33 +507,34 @@ def main() -> int:
             cmd += ["--amp", mode]
         check.run(f"ours {name}/{mode}{tag}", cap, cmd, parse_validate(out_json))
 
-    # In order of what matters most, so a short budget still answers the main questions.
-    first, rest = check.models[0], check.models[1:]
-    for name in check.models:
-        if name in weights:
-            check.step(f"model_only {name}/{check.modes[0]}", 40, model_only, name, weights[name], dev,
-                       check.modes[0], check.bs)
-    ours(first, check.modes[0], "", 240)                 # fills the decode cache
-    check.step("pipeline cached", 30, our_pipeline, tree, dev, check.bs, check.workers, cache)
-    for name in rest:
-        ours(name, check.modes[0], " cached", 240)
-    for name in check.models:
-        for mode in check.modes[1:]:
-            if name in weights:
-                check.step(f"model_only {name}/{mode}", 40, model_only, name, weights[name], dev, mode, check.bs)
-            ours(name, mode, " cached", 180)
-    for name in check.models:
-        for mode in check.modes:
-            check.step(f"timm {name}/{mode} tf32", 90, timm_e2e, name, tree, dev, mode, check.bs, check.workers, True)
-    for name in check.models:
-        check.step(f"timm {name}/{check.modes[0]} no-tf32", 90, timm_e2e, name, tree, dev, check.modes[0],
-                   check.bs, check.workers, False)
+    # Row by row, exact fp32 of every model first: a short budget (or a loaded machine) still fills whole rows,
+    # each with its own baseline, before the next mode starts.
+    first = check.models[0]
+    for mode in check.modes:
+        for name in check.models:
+            if name not in weights:
+                continue
+            check.step(f"model_only {name}/{mode}", 40, model_only, name, weights[name], dev, mode, check.bs)
+            if name == first and mode == check.modes[0]:
+                ours(name, mode, "", 240)                 # fills the decode cache
+                check.step("pipeline cached", 30, our_pipeline, tree, dev, check.bs, check.workers, cache)
+            else:
+                ours(name, mode, " cached", 240 if mode == check.modes[0] else 180)
+            check.step(f"timm {name}/{mode} tf32", 90, timm_e2e, name, tree, dev, mode, check.bs, check.workers,
+                       True)
+            if mode == check.modes[0]:
+                check.step(f"timm {name}/{mode} no-tf32", 90, timm_e2e, name, tree, dev, mode, check.bs,
+                           check.workers, False)
     ours(first, check.modes[0], " cached", 120)          # the cache's second run on the first model
+    return finish(check, 0)
+
+
+def finish(check: Check, rc: int) -> int:
     text = table(check)
     print("\n" + text, flush=True)
     (check.out / "table.txt").write_text(text + "\n")
     check.save()
-    return 0
+    return rc
 
 
 if __name__ == "__main__":

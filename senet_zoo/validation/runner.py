@@ -28,7 +28,7 @@ from .preprocess import Preprocessing, resolve_resize
 from .record import (FULL_VAL_IMAGES, REFERENCE_RUNTIME_PREFIX, SCHEMA, command_line, default_output, exit_code,
                      format_table, sibling, verdict, write_predictions, write_record)
 
-__all__ = ["run_validation", "validate_one", "set_numerics", "check_writable", "default_workers"]
+__all__ = ["run_validation", "validate_one", "prepare_model", "set_numerics", "check_writable", "default_workers"]
 
 
 def _check_args(args: argparse.Namespace) -> None:
@@ -202,6 +202,28 @@ def open_cache(root: Path | None, evalset, prep: Preprocessing, dist: distribute
     return cache
 
 
+def prepare_model(model: torch.nn.Module, device: torch.device, precision: str, channels_last: bool | None = None,
+                  compile: bool = False) -> tuple[torch.nn.Module, bool, int, bool]:
+    """(the model as validate runs it, channels_last, BatchNorms folded, compiled): BatchNorm folded into the
+    convolutions (tests/test_fold.py holds it to the unfolded outputs), on the device, in its memory format.
+    Also what ``benchmarks/validate.py`` measures, so the benchmark runs the command's model."""
+    from ..models.fold import fold_batchnorm
+
+    # channels_last: faster on the CPU (oneDNN's blocked convolutions, 1.3x measured for SE-ResNet-50) and
+    # with --amp on CUDA (tensor cores); exact fp32 on CUDA keeps NCHW, cuDNN's reference layout.
+    if channels_last is None:
+        channels_last = device.type == "cpu" or precision != "fp32"
+    model, folded = fold_batchnorm(model, inplace=True)
+    model = model.to(device)
+    if channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    compiled = compile and device.type == "cuda"
+    if compiled:
+        # static shapes: every batch is padded to --batch-size, so one graph serves the whole run
+        model = torch.compile(model, dynamic=False)
+    return model, channels_last, folded, compiled
+
+
 def validate_one(args, device, precision, numerics, evalset, real, dist, log) -> tuple[int, dict | None]:
     """(exit code, the record (rank 0) or None) of one model at one setting; ``args.output`` is set."""
     ckpt = registry.get(args.model)
@@ -245,27 +267,13 @@ def _run(args, ckpt, device, precision, numerics, evalset, real, dist, log, outp
                                             "source": p.source}
     predictions_path = sibling(output, ".npz")
 
-    # channels_last: faster on the CPU (oneDNN's blocked convolutions, 1.3x measured for SE-ResNet-50) and
-    # with --amp on CUDA (tensor cores); exact fp32 on CUDA keeps NCHW, cuDNN's reference layout.
-    channels_last = args.channels_last if args.channels_last is not None else (
-        device.type == "cpu" or precision != "fp32")
+    model, channels_last, folded, compiled = prepare_model(model, device, precision, args.channels_last,
+                                                           bool(getattr(args, "compile", False)))
     workers = args.workers if args.workers is not None else default_workers(device)
     cache = open_cache(getattr(args, "cache", None), evalset, prep, dist, log)
     opts = EvalOptions(device=device, precision=precision, batch_size=args.batch_size, workers=workers,
                        channels_last=channels_last, skip_bad_images=args.skip_bad_images,
                        save_logits=args.save_logits, show_progress=not args.no_progress, cache=cache)
-    folded = 0
-    if getattr(args, "fold_bn", True):
-        from ..models.fold import fold_batchnorm
-
-        model, folded = fold_batchnorm(model, inplace=True)
-    model = model.to(device)
-    if channels_last:
-        model = model.to(memory_format=torch.channels_last)
-    compiled = bool(getattr(args, "compile", False)) and device.type == "cuda"
-    if compiled:
-        # static shapes: every batch is padded to --batch-size, so one graph serves the whole run
-        model = torch.compile(model, dynamic=False)
 
     weights_sha256 = sha256_file(weights_file) if main else None
     gpu = torch.cuda.get_device_name(device) if device.type == "cuda" else None
