@@ -158,6 +158,19 @@ def _guess_model(weights) -> str | None:
     return best if best_score > 0.9 else None
 
 
+def param_layers_by_name(weights) -> dict:
+    """The caffemodel's parameter layers by name. Two of one name are refused: Caffe would copy both in turn
+    and keep the last one's blobs, so the file does not say which weights it holds."""
+    layers: dict = {}
+    for layer in weights.param_layers():
+        if layer.name in layers:
+            raise SenetZooError(weights.source, f"has two parameter layers named '{layer.name}' (blobs "
+                                f"{_describe_blobs(layers[layer.name].blobs)} and {_describe_blobs(layer.blobs)}); "
+                                "which weights it holds is ambiguous")
+        layers[layer.name] = layer
+    return layers
+
+
 def map_weights(weights, ckpt: registry.Checkpoint, prototxt_net=None) -> dict[str, np.ndarray]:
     """The PyTorch state dict of ``ckpt``'s architecture from a caffemodel's parameter layers."""
     from ..models import build
@@ -167,7 +180,7 @@ def map_weights(weights, ckpt: registry.Checkpoint, prototxt_net=None) -> dict[s
     with torch.device("meta"):  # shapes only: no memory, no initialisation
         expected_shapes = {k: tuple(v.shape) for k, v in build(ckpt.architecture).state_dict().items()}
     source = weights.source
-    available = {layer.name: layer for layer in weights.param_layers()}
+    available = param_layers_by_name(weights)
     wanted = parameter_layers(ckpt.architecture)
     missing = [l.name for l in wanted if l.name not in available]
     if missing:
