@@ -12,6 +12,7 @@ largest time and traced peak allocation of one case. Formats are interleaved, so
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
 import time
 from pathlib import Path
@@ -67,6 +68,7 @@ def main() -> int:
     unknown = sorted(set(formats) - set(fuzz.FORMATS))
     if unknown:
         p.error(f"unknown format {unknown[0]} (one of {', '.join(fuzz.FORMATS)})")
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # so the worker and the temporary folder go too
     start = time.monotonic()
     deadline = start + args.minutes * 60 if args.minutes else None
 

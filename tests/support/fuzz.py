@@ -5,9 +5,9 @@ One case is ``(format, seed, index)``: a seed file of that format, built here at
 of it chosen by a generator seeded with all three, so a case is replayed from those three numbers alone
 (``replay_bytes``). Each case runs in a worker process (``Worker``), through the entry the CLI uses:
 
-* caffemodels: ``probe_weights`` then ``read_weights``, then Caffe's blob rules of ``convert`` for the seed's
-  small architecture (``caffe_blob_shapes`` + ``check_blobs``, the parameter-layer matching of ``map_weights``)
-  and the tensor conversions of ``caffe_layers``;
+* caffemodels: ``probe_weights``, ``read_weights``, then ``convert.map_layers`` (what ``map_weights`` does
+  for a registry model: matching by name, Caffe's blob rules, the tensor conversions) for the seed's small
+  architecture (a registry model would cost seconds a case);
 * label files: ``read_label_file`` then ``_cross_check``, as ``load_eval_set`` does with ``--labels``.
 
 The oracle: the case succeeds or raises ``SenetZooError``; anything else is a failure, and so is a case over
@@ -73,47 +73,16 @@ def _tiny_layout():
 
 
 def convert_tiny(path: Path) -> tuple[object, dict[str, np.ndarray]]:
-    """What ``convert`` does with a caffemodel, for the seed's architecture: probe, read, Caffe's blob rules,
-    the parameter-layer matching of ``map_weights``, and the tensor conversions."""
-    from senet_zoo.converters import caffe_io, caffe_layers
-    from senet_zoo.converters.convert import _bn_eps, caffe_blob_shapes, check_blobs, param_layers_by_name
-    from senet_zoo.errors import SenetZooError
+    """What ``convert`` does with a caffemodel, for the seed's architecture instead of a registry model's:
+    ``probe_weights``, ``read_weights``, then ``map_layers`` (the body of ``map_weights``: matching by name,
+    Caffe's blob rules, the tensor conversions)."""
+    from senet_zoo.converters import caffe_io
+    from senet_zoo.converters.convert import map_layers
 
     caffe_io.probe_weights(path)
     weights = caffe_io.read_weights(path)
     wanted, expected = _tiny_layout()
-    available = param_layers_by_name(weights)
-    missing = [l.name for l in wanted if l.name not in available]
-    if missing:
-        raise SenetZooError(path, f"missing parameter layer '{missing[0]}'")
-    extra = sorted(set(available) - {l.name for l in wanted})
-    if extra:
-        raise SenetZooError(path, f"layer '{extra[0]}' is not part of the net")
-    for layer in wanted:
-        caffe = available[layer.name]
-        if caffe.proto is not None and caffe.type != layer.type:
-            raise SenetZooError(path, f"layer '{layer.name}' is a {caffe.type}")
-        check_blobs(caffe, caffe_blob_shapes(layer, expected), "tiny", path)
-    state: dict[str, np.ndarray] = {}
-    pending = {}
-    for layer in wanted:
-        blobs = available[layer.name].blobs
-        if layer.type == "Convolution":
-            tensors = caffe_layers.convolution(blobs, reverse_input_channels=layer.name == "conv1")
-        elif layer.type == "InnerProduct":
-            tensors = caffe_layers.inner_product(blobs)
-        elif layer.type == "BatchNorm":
-            pending[layer.module] = layer
-            continue
-        else:
-            bn = pending.pop(layer.module)
-            tensors = caffe_layers.fold_batchnorm(available[bn.name].blobs, _bn_eps(bn.name, weights), blobs)
-        for key, value in tensors.items():
-            full = f"{layer.module}.{key}"
-            if tuple(value.shape) != expected.get(full):
-                raise SenetZooError(path, f"layer '{layer.name}' gives {full} of shape {value.shape}")
-            state[full] = value
-    return weights, state
+    return weights, map_layers(weights, wanted, expected, "the fuzzer's tiny net")
 
 
 def _structure(weights, state) -> tuple:
@@ -148,19 +117,19 @@ def message_kind(message: str, path: Path) -> str:
 
 
 def run_case(fmt: str, seed_name: str, path: Path, structure: dict) -> dict:
-    """One case through the oracle: {outcome, kind, seconds, peak_bytes[, error]}. It runs traced (memory);
-    a case over the time bound runs again untraced, since tracing slows allocation-heavy code up to 10x, and
-    that time counts."""
+    """One case through the oracle: {outcome, kind, seconds, peak_bytes[, error]}. It runs untraced for its
+    time, then, within the time bound, again under tracemalloc for its peak allocation (tracing slows
+    allocation-heavy code up to 10x, so one traced run would misstate the time)."""
     import tracemalloc
 
-    tracemalloc.start()
-    tracemalloc.reset_peak()
-    base = tracemalloc.get_traced_memory()[0]
     result = _oracle(fmt, seed_name, path, structure)
-    result["peak_bytes"] = tracemalloc.get_traced_memory()[1] - base
-    tracemalloc.stop()
-    if result["seconds"] > TIME_BOUND_S:
-        result["seconds"] = _oracle(fmt, seed_name, path, structure)["seconds"]
+    result["peak_bytes"] = 0
+    if result["seconds"] <= TIME_BOUND_S:
+        tracemalloc.start()
+        base = tracemalloc.get_traced_memory()[0]
+        _oracle(fmt, seed_name, path, structure)
+        result["peak_bytes"] = tracemalloc.get_traced_memory()[1] - base
+        tracemalloc.stop()
     if result["outcome"] != "failure":
         if result["seconds"] > TIME_BOUND_S:
             result.update(outcome="failure", error=f"took {result['seconds']:.2f} s (bound {TIME_BOUND_S} s)")
@@ -346,7 +315,7 @@ def run(cases: dict[str, int], seed: int, *, deadline: float | None = None, prog
     counts = {fmt: Counts() for fmt in cases}
     with tempfile.TemporaryDirectory(prefix="senet-fuzz-") as tmp:
         folder = Path(tmp)
-        write_seeds(folder / "seeds")
+        seeds = {name: p.read_bytes() for name, p in write_seeds(folder / "seeds").items()}
         worker = Worker(folder)
         try:
             todo = [(fmt, first_index + i) for i in range(max(cases.values(), default=0)) for fmt in cases
@@ -358,6 +327,8 @@ def run(cases: dict[str, int], seed: int, *, deadline: float | None = None, prog
                     worker.close()
                     worker = Worker(folder)
                 result = worker.ask({"fmt": fmt, "seed": seed, "index": index}, HARD_TIMEOUT_S)
+                if "mutation" not in result:  # the worker died or hung: say what the case was
+                    result["mutation"] = case_input(fmt, seed, index, seeds, folder / "parent-scratch.h5")[1]
                 counts[fmt].add(index, result)
                 if progress is not None:
                     progress(n, fmt, index, result)
