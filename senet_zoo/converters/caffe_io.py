@@ -539,6 +539,8 @@ class _BinaryReader:
                     continue
                 number, wt, tag_start, value, fend = next(_fields(mm, pos, end, size))
                 pos = fend
+                if wt == _LEN and fend == value and number in (5, 8):
+                    continue  # an empty packed field holds no values: no segment between the runs around it
                 if number == 5 and wt == _LEN:
                     if (fend - value) % 4:
                         raise _WireError(f"packed float data of {fend - value} bytes", tag_start)
