@@ -34,7 +34,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .fuzz_mutations import CAFFE_FORMATS, FORMATS, LABEL_FORMATS, case_input  # noqa: F401 - re-exported
+from .fuzz_mutations import CAFFE_FORMATS, FORMATS, case_input  # noqa: F401 - FORMATS for callers
 from .fuzz_seeds import TINY, write_seeds
 
 REPO = Path(__file__).resolve().parents[2]
@@ -186,17 +186,15 @@ def worker_main(folder: str) -> None:
     """Serve cases on stdin/stdout, one JSON line each way, until stdin closes."""
     import resource
 
-    import h5py  # noqa: F401 - imported before the address-space cap is taken
+    import h5py  # noqa: F401 - imported (with torch, below) before the address-space cap is taken
 
     import senet_zoo.converters.convert  # noqa: F401
-    import senet_zoo.validation.data  # noqa: F401
+    from senet_zoo.validation import data
 
     folder = Path(folder)
     paths = {p.name.split(".", 1)[0]: p for p in folder.glob("seeds/*")}
     seeds = {name: p.read_bytes() for name, p in paths.items()}
     structure = seed_structures(paths)
-    from senet_zoo.validation import data
-
     data.imagenet_classes_labels()  # cached once, as in a real run
     with open("/proc/self/statm") as f:
         mapped = int(f.read().split()[0]) * os.sysconf("SC_PAGE_SIZE")
