@@ -27,8 +27,8 @@ def test_mutated_files_are_converted_unchanged_or_refused_in_one_line_within_bou
     for fmt, c in counts.items():
         assert c.cases == CASES[fmt]
         for index, result in c.failures:
-            raw, what, _ = fuzz.replay_bytes(fmt, SEED, index)
-            saved = tmp_path / f"{fmt}-{index}.bin"
+            raw, what, seed_name = fuzz.replay_bytes(fmt, SEED, index)
+            saved = fuzz.case_path(tmp_path, fmt, seed_name, index)
             saved.write_bytes(raw)
             report.append(f"{fmt} seed {SEED} case {index} ({what}): {result['error']}; input saved as {saved}; "
                           f"replay: benchmarks/fuzz.py --seed {SEED} --replay {fmt}:{index}")
