@@ -68,7 +68,7 @@ def build(folder: Path) -> list[tuple[str, str, Path]]:
         ("3.5 MB caffemodel, interleaved non-packed float records", "weights",
          evidence.interleaved_nonpacked_caffemodel(folder / "interleaved.caffemodel")),
         ("9 MB of empty layer records (3 M layers)", "weights", evidence.empty_layer_records(folder / "empty.caffemodel")),
-        ("300 KB of empty layer records (100,000 layers, at the limit)", "weights",
+        ("300 KB of empty layer records (100,000 layers; the limit is now 10,000)", "weights",
          evidence.empty_layer_records(folder / "empty100k.caffemodel", size=300_000)),
         ("HDF5 declaring a sparse 3 GB dataset", "weights", evidence.sparse_hdf5(folder / "sparse.caffemodel.h5")),
     ]

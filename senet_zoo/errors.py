@@ -7,6 +7,15 @@ names the file and exits non-zero, with no traceback.
 from __future__ import annotations
 
 import os
+import re
+
+# Line breaks and other control characters, escaped in the message: names and types read from a user's file
+# may hold any of them, and the error is one line.
+_CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f-\x9f\u2028\u2029]")  # a tab stays
+
+
+def _one_line(text: str) -> str:
+    return _CONTROL.sub(lambda m: repr(m.group())[1:-1], text)
 
 
 class SenetZooError(Exception):
@@ -19,4 +28,5 @@ class SenetZooError(Exception):
         super().__init__(str(self))
 
     def __str__(self) -> str:
-        return f"{self.path}: {self.message}" if self.path else self.message
+        text = f"{self.path}: {self.message}" if self.path else self.message
+        return _one_line(text)

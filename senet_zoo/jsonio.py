@@ -10,6 +10,7 @@ size and nesting depth on the raw text first (one linear pass, no recursion), an
 from __future__ import annotations
 
 import json
+import os
 import re
 from pathlib import Path
 from typing import Any
@@ -81,5 +82,6 @@ def load_path(path: str | Path, *, max_depth: int = MAX_DEPTH, max_bytes: int = 
     """The JSON document in ``path`` (size checked before reading it); ``OSError`` passes through."""
     path = Path(path)
     with open(path, "rb") as f:
-        data = f.read(max_bytes + 1)
+        # read(n) allocates n bytes up front: the file's own size bounds it, not the limit
+        data = f.read(min(os.fstat(f.fileno()).st_size, max_bytes) + 1)
     return loads(data, max_depth=max_depth, max_bytes=max_bytes)

@@ -71,7 +71,7 @@ def hostile_caffemodel(case, folder: Path, r50) -> tuple[Path, list[str]]:
     if case == "interleaved non-packed records":
         return interleaved_nonpacked_caffemodel(folder / "i.caffemodel"), ["conv"]
     if case == "9 MB of empty layer records":
-        return empty_layer_records(folder / "e.caffemodel"), ["more than 100000 layer records"]
+        return empty_layer_records(folder / "e.caffemodel"), [f"more than {caffe_io.MAX_LAYERS} layer records"]
     if case == "sparse 3 GB HDF5 dataset":
         return sparse_hdf5(folder / "s.caffemodel.h5"), ["declares 750000000 values"]
     if case == "non-UTF-8 V1 layer name":
@@ -108,7 +108,7 @@ def test_empty_layer_records_up_to_the_limit_are_read_quickly(tmp_path):
     path = empty_layer_records(tmp_path / "empty.caffemodel", size=3 * caffe_io.MAX_LAYERS)
     start = time.perf_counter()
     assert len(caffe_io.read_weights(path).layers) == caffe_io.MAX_LAYERS
-    assert time.perf_counter() - start < 60  # ~3 s: 100,000 layer messages handed to protobuf
+    assert time.perf_counter() - start < 60  # each layer record is ~30 us of protobuf
 
 
 def test_sigterm_while_convert_saves(r50, tmp_path):

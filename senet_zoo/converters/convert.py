@@ -158,6 +158,19 @@ def _guess_model(weights) -> str | None:
     return best if best_score > 0.9 else None
 
 
+def param_layers_by_name(weights) -> dict:
+    """The caffemodel's parameter layers by name. Two of one name are refused: Caffe would copy both in turn
+    and keep the last one's blobs, so the file does not say which weights it holds."""
+    layers: dict = {}
+    for layer in weights.param_layers():
+        if layer.name in layers:
+            raise SenetZooError(weights.source, f"has two parameter layers named '{layer.name}' (blobs "
+                                f"{_describe_blobs(layers[layer.name].blobs)} and {_describe_blobs(layer.blobs)}); "
+                                "which weights it holds is ambiguous")
+        layers[layer.name] = layer
+    return layers
+
+
 def map_weights(weights, ckpt: registry.Checkpoint, prototxt_net=None) -> dict[str, np.ndarray]:
     """The PyTorch state dict of ``ckpt``'s architecture from a caffemodel's parameter layers."""
     from ..models import build
@@ -166,26 +179,37 @@ def map_weights(weights, ckpt: registry.Checkpoint, prototxt_net=None) -> dict[s
 
     with torch.device("meta"):  # shapes only: no memory, no initialisation
         expected_shapes = {k: tuple(v.shape) for k, v in build(ckpt.architecture).state_dict().items()}
+
+    def hint() -> str:
+        guess = _guess_model(weights)
+        return f"; it looks like {registry.get(guess).display_name}" if guess and guess != ckpt.name else ""
+
+    return map_layers(weights, parameter_layers(ckpt.architecture), expected_shapes, ckpt.display_name,
+                      prototxt_net, row_order=classes.sorted_to_devkit(), missing_hint=hint)
+
+
+def map_layers(weights, wanted: list[Layer], expected_shapes: dict[str, tuple[int, ...]], model: str,
+               prototxt_net=None, row_order: np.ndarray | None = None,
+               missing_hint: Callable[[], str] = lambda: "") -> dict[str, np.ndarray]:
+    """The state dict for the parameter layers ``wanted`` (with the PyTorch ``expected_shapes``), by Caffe's
+    rules: matched by name, every blob's count and shape checked before anything is computed."""
     source = weights.source
-    available = {layer.name: layer for layer in weights.param_layers()}
-    wanted = parameter_layers(ckpt.architecture)
+    available = param_layers_by_name(weights)
     missing = [l.name for l in wanted if l.name not in available]
     if missing:
-        guess = _guess_model(weights)
-        hint = f"; it looks like {registry.get(guess).display_name}" if guess and guess != ckpt.name else ""
-        raise SenetZooError(source, f"is not a {ckpt.display_name} caffemodel: {len(missing)} of {len(wanted)} "
-                            f"parameter layers are missing, first '{missing[0]}'{hint}")
+        raise SenetZooError(source, f"is not a {model} caffemodel: {len(missing)} of {len(wanted)} "
+                            f"parameter layers are missing, first '{missing[0]}'{missing_hint()}")
     extra = sorted(set(available) - {l.name for l in wanted})
     if extra:
         raise SenetZooError(source, f"layer '{extra[0]}' (blobs {_describe_blobs(available[extra[0]].blobs)}) is not "
-                            f"part of {ckpt.display_name}" + (f", nor are {len(extra) - 1} more" if len(extra) > 1 else ""))
+                            f"part of {model}" + (f", nor are {len(extra) - 1} more" if len(extra) > 1 else ""))
 
     for layer in wanted:  # everything is checked before anything is computed
         caffe = available[layer.name]
         if caffe.proto is not None and caffe.type != layer.type:
-            raise SenetZooError(source, f"layer '{layer.name}' is a {caffe.type}, {ckpt.display_name} has a "
+            raise SenetZooError(source, f"layer '{layer.name}' is a {caffe.type}, {model} has a "
                                 f"{layer.type} there")
-        check_blobs(caffe, caffe_blob_shapes(layer, expected_shapes), ckpt.display_name, source)
+        check_blobs(caffe, caffe_blob_shapes(layer, expected_shapes), model, source)
     first_conv = next(l.name for l in wanted if l.type == "Convolution")
     state: dict[str, np.ndarray] = {}
     bn_pending: dict[str, Layer] = {}
@@ -194,7 +218,7 @@ def map_weights(weights, ckpt: registry.Checkpoint, prototxt_net=None) -> dict[s
         if layer.type == "Convolution":
             tensors = caffe_layers.convolution(caffe.blobs, reverse_input_channels=layer.name == first_conv)
         elif layer.type == "InnerProduct":
-            tensors = caffe_layers.inner_product(caffe.blobs, row_order=classes.sorted_to_devkit())
+            tensors = caffe_layers.inner_product(caffe.blobs, row_order=row_order)
         elif layer.type == "BatchNorm":
             bn_pending[layer.module] = layer
             continue
@@ -207,10 +231,10 @@ def map_weights(weights, ckpt: registry.Checkpoint, prototxt_net=None) -> dict[s
             want = expected_shapes.get(full)
             if want is None:
                 raise SenetZooError(source, f"layer '{layer.name}' has a blob for {full}, which "
-                                    f"{ckpt.display_name} lacks")
+                                    f"{model} lacks")
             if tuple(value.shape) != want:
                 raise SenetZooError(source, f"layer '{layer.name}' has blobs {_describe_blobs(caffe.blobs)}; "
-                                    f"{ckpt.display_name} needs {'x'.join(map(str, want))} for {full}")
+                                    f"{model} needs {'x'.join(map(str, want))} for {full}")
             state[full] = value
     missing_tensors = sorted(set(expected_shapes) - set(state))
     if missing_tensors:  # a programming error in the layout, never a user error

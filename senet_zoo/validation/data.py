@@ -265,7 +265,9 @@ def read_label_file(path: Path, fmt: str = "auto") -> tuple[dict[str, int], str,
         raise SenetZooError(path, f"unknown label format '{fmt}' (one of {', '.join(LABEL_FORMATS)})")
     try:
         with open(path, "rb") as f:
-            raw = f.read(MAX_LABEL_FILE_BYTES + 1)
+            # read(n) allocates n bytes up front: the file's own size bounds it, not the limit
+            size = os.fstat(f.fileno()).st_size
+            raw = f.read(min(size, MAX_LABEL_FILE_BYTES) + 1)
     except OSError as e:
         raise SenetZooError(path, f"cannot read label file ({e.strerror or e})") from None
     if len(raw) > MAX_LABEL_FILE_BYTES:
