@@ -9,6 +9,8 @@ from pathlib import Path
 
 import numpy as np
 
+from .evidence import wire_field as _field, wire_varint as _varint
+
 TXT_LABEL_KINDS = ("caffe", "senet", "devkit", "wnid")
 NUM_LABELS = 60  # above data.CROSS_CHECK_MIN_IMAGES, so the numbering cross-check runs on the seeds
 
@@ -61,22 +63,6 @@ def tiny_net():
         layers.append(caffe_io.CaffeLayer(spec.name, spec.type, bottoms, [TOPS[spec.name]], blobs, proto))
         bottom = TOPS[spec.name]
     return caffe_io.CaffeNet(name="tiny", layers=layers, source=Path("<memory>"), input_shape=(1, 3, 8, 8))
-
-
-def _varint(value: int) -> bytes:
-    out = bytearray()
-    while True:
-        b = value & 0x7F
-        value >>= 7
-        if value:
-            out.append(b | 0x80)
-        else:
-            out.append(b)
-            return bytes(out)
-
-
-def _field(number: int, payload: bytes) -> bytes:
-    return _varint(number << 3 | 2) + _varint(len(payload)) + payload
 
 
 def _unpacked_caffemodel(net) -> bytes:
