@@ -64,6 +64,7 @@ SLOW = (
     "test_validation_run.py::test_torchrun_two_processes_equal_one_process",
     "test_validation_run.py::test_resume_after_a_real_kill_equals_the_uninterrupted_run",
     "test_validation_run.py::test_resume_across_world_sizes",
+    "test_validation_run.py::test_published_protocol_verdict_and_exit_code_1",  # verdict edges stay fast
     "test_validation_run.py::test_corrupt_image_fails_in_one_line_or_is_skipped_and_counted",
 )
 

@@ -344,6 +344,9 @@ def test_published_protocol_verdict_and_exit_code_1(release, flat, tmp_path, cap
     assert record["preprocess"]["resize"] == 256 and record["preprocess"]["resize_rule"] == "registry evaluation setting"
     assert record["delta"]["top1_err"] == pytest.approx(record["results"]["top1_err"] - 22.37)
     assert record["data"]["limit"] == 2 and not record["protocol"]["matches_published"]
+
+
+def test_verdict_edges():
     assert verdict(22.47, 6.26, {"top1_err": 22.37, "top5_err": 6.36}, 0.10) == REPRODUCED  # edges included
     assert verdict(22.48, 6.36, {"top1_err": 22.37, "top5_err": 6.36}, 0.10) == NOT_REPRODUCED
     assert verdict(22.37, 6.47, {"top1_err": 22.37, "top5_err": 6.36}, 0.10) == NOT_REPRODUCED
