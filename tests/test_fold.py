@@ -116,3 +116,21 @@ def test_folded_converted_model_agrees_on_the_demo_images(release, tmp_path):  #
     with torch.inference_mode():
         ratio, same = agreement(model(x), folded(x.contiguous(memory_format=torch.channels_last)))
     assert ratio <= TOL and same, ratio
+
+
+
+def test_validate_folds_by_default_and_no_fold_bn_keeps_the_batchnorms(release, flat, tmp_path):  # noqa: F811
+    """The record says what ran: ``run.bn_folded`` counts the folded BatchNorms, 0 with ``--no-fold-bn``;
+    the predictions agree either way."""
+    import json
+
+    from test_validation_run import common, validate
+
+    runs = {}
+    for flag in ("--fold-bn", "--no-fold-bn"):
+        out = tmp_path / f"r{flag}.json"
+        validate(common(release, flat, out, "--limit", "3", flag))
+        with np.load(out.with_suffix(".npz")) as z:
+            runs[flag] = json.loads(out.read_text())["run"]["bn_folded"], z["top5"]
+    assert runs["--fold-bn"][0] > 0 and runs["--no-fold-bn"][0] == 0
+    np.testing.assert_array_equal(runs["--fold-bn"][1], runs["--no-fold-bn"][1])

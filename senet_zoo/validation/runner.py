@@ -203,7 +203,7 @@ def open_cache(root: Path | None, evalset, prep: Preprocessing, dist: distribute
 
 
 def prepare_model(model: torch.nn.Module, device: torch.device, precision: str, channels_last: bool | None = None,
-                  compile: bool = False) -> tuple[torch.nn.Module, bool, int, bool]:
+                  compile: bool = False, fold: bool = True) -> tuple[torch.nn.Module, bool, int, bool]:
     """(the model as validate runs it, channels_last, BatchNorms folded, compiled): BatchNorm folded into the
     convolutions (tests/test_fold.py holds it to the unfolded outputs), on the device, in its memory format.
     Also what ``benchmarks/validate.py`` measures, so the benchmark runs the command's model."""
@@ -213,7 +213,7 @@ def prepare_model(model: torch.nn.Module, device: torch.device, precision: str, 
     # with --amp on CUDA (tensor cores); exact fp32 on CUDA keeps NCHW, cuDNN's reference layout.
     if channels_last is None:
         channels_last = device.type == "cpu" or precision != "fp32"
-    model, folded = fold_batchnorm(model, inplace=True)
+    model, folded = fold_batchnorm(model, inplace=True) if fold else (model, 0)
     model = model.to(device)
     if channels_last:
         model = model.to(memory_format=torch.channels_last)
@@ -268,7 +268,8 @@ def _run(args, ckpt, device, precision, numerics, evalset, real, dist, log, outp
     predictions_path = sibling(output, ".npz")
 
     model, channels_last, folded, compiled = prepare_model(model, device, precision, args.channels_last,
-                                                           bool(getattr(args, "compile", False)))
+                                                           bool(getattr(args, "compile", False)),
+                                                           fold=getattr(args, "fold_bn", True))
     workers = args.workers if args.workers is not None else default_workers(device)
     cache = open_cache(getattr(args, "cache", None), evalset, prep, dist, log)
     opts = EvalOptions(device=device, precision=precision, batch_size=args.batch_size, workers=workers,
