@@ -20,6 +20,14 @@ from typing import Iterator
 from .errors import SenetZooError
 
 
+def read_at_most(path: str | os.PathLike, limit: int) -> bytes:
+    """Up to ``limit + 1`` bytes of ``path`` (one more than the limit, so the caller can tell it was over).
+    ``read(n)`` allocates n bytes up front: the file's own size bounds the read, not the limit. ``OSError``
+    passes through."""
+    with open(path, "rb") as f:
+        return f.read(min(os.fstat(f.fileno()).st_size, limit) + 1)
+
+
 def sha256_file(path: str | os.PathLike, chunk: int = 1 << 22) -> str:
     h = hashlib.sha256()
     with open(path, "rb") as f:

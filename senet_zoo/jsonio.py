@@ -10,10 +10,11 @@ size and nesting depth on the raw text first (one linear pass, no recursion), an
 from __future__ import annotations
 
 import json
-import os
 import re
 from pathlib import Path
 from typing import Any
+
+from .files import read_at_most
 
 MAX_DEPTH = 64
 MAX_BYTES = 256 << 20
@@ -80,8 +81,4 @@ def _no_constant(name: str):
 
 def load_path(path: str | Path, *, max_depth: int = MAX_DEPTH, max_bytes: int = MAX_BYTES) -> Any:
     """The JSON document in ``path`` (size checked before reading it); ``OSError`` passes through."""
-    path = Path(path)
-    with open(path, "rb") as f:
-        # read(n) allocates n bytes up front: the file's own size bounds it, not the limit
-        data = f.read(min(os.fstat(f.fileno()).st_size, max_bytes) + 1)
-    return loads(data, max_depth=max_depth, max_bytes=max_bytes)
+    return loads(read_at_most(path, max_bytes), max_depth=max_depth, max_bytes=max_bytes)

@@ -52,6 +52,7 @@ import numpy as np
 from .. import classes
 from .. import jsonio
 from ..errors import SenetZooError
+from ..files import read_at_most
 from . import hf_dataset, parquet_source, tar_source, wds_source
 from .sources import FolderReader
 
@@ -264,10 +265,7 @@ def read_label_file(path: Path, fmt: str = "auto") -> tuple[dict[str, int], str,
     if fmt not in FORMAT_DESCRIPTIONS:
         raise SenetZooError(path, f"unknown label format '{fmt}' (one of {', '.join(LABEL_FORMATS)})")
     try:
-        with open(path, "rb") as f:
-            # read(n) allocates n bytes up front: the file's own size bounds it, not the limit
-            size = os.fstat(f.fileno()).st_size
-            raw = f.read(min(size, MAX_LABEL_FILE_BYTES) + 1)
+        raw = read_at_most(path, MAX_LABEL_FILE_BYTES)
     except OSError as e:
         raise SenetZooError(path, f"cannot read label file ({e.strerror or e})") from None
     if len(raw) > MAX_LABEL_FILE_BYTES:
