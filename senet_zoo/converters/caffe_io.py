@@ -612,8 +612,8 @@ class _BinaryReader:
     def decode_stretch(self, out: np.ndarray, start: int, end: int, dtype: np.dtype, stride: int) -> None:
         """Short record runs (records interleaved with other fields) between ``start`` and ``end``, walked a
         second time and decoded a bounded batch of runs at a time. Keeping every run's place from the first
-        walk would cost 17 bytes a run, over three times a hostile file's 5 bytes a value; one numpy pass
-        per run would cost ~10 us a value."""
+        walk would cost 17 bytes a run, where a hostile file spends as little as 7 bytes on one; one numpy
+        pass per run would cost ~10 us a value."""
         mm = self.mm
         tag = mm[start]
         offsets, counts = array("q"), array("q")
@@ -633,24 +633,11 @@ class _BinaryReader:
                 other = 14 - stride  # 5 <-> 9
                 pos += self.run_length(pos, end, other, mm[pos]) * other
             else:
-                pos = self.skip_field(pos, end)
+                pos = next(_fields(mm, pos, end, self.size))[4]  # checked by the first walk
         if offsets:
             at += self.gather_short(out, at, offsets, counts, dtype, stride)
         assert at == len(out), (at, len(out))  # the first walk counted these same runs
         self.drop_pages(start, end - start)
-
-    def skip_field(self, pos: int, end: int) -> int:
-        """The end of the field at ``pos``, which the first walk already checked: one-byte keys with a
-        one-byte varint or length (what separates hostile record runs) without the general parser."""
-        mm = self.mm
-        key = mm[pos]
-        if key < 0x80 and pos + 1 < end and mm[pos + 1] < 0x80:
-            wt = key & 7
-            if wt == _VARINT:
-                return pos + 2
-            if wt == _LEN:
-                return pos + 2 + mm[pos + 1]
-        return next(_fields(mm, pos, end, self.size))[4]
 
     def gather_short(self, out: np.ndarray, at: int, offsets, counts, dtype: np.dtype, stride: int) -> int:
         offsets, counts = np.frombuffer(offsets, np.int64), np.frombuffer(counts, np.int64)
