@@ -100,7 +100,7 @@ def run_all(args: argparse.Namespace, jobs, device, precision, numerics, evalset
     summary = [{"model": n, "img_size": s, "record": str(o), "verdict": r["verdict"] if r else None,
                 "top1_err": r["results"]["top1_err"] if r else None, "top5_err": r["results"]["top5_err"] if r else None,
                 "published": r.get("published") if r else None,
-                "matches_published_protocol": r.get("protocol", {}).get("matches_published") if r else None,
+                "matches_published_protocol": not _off_protocol(r) if r else None,
                 "wall_time_s": r.get("wall_time_s") if r else None} for n, s, o, r in rows]
     atomic_write_text(out_dir / "summary.json", json.dumps(summary, indent=2) + "\n")
     log(f"summary: {out_dir / 'summary.json'}")
@@ -120,12 +120,17 @@ def format_summary(rows) -> str:
             return (f"{res[f'{k}_err']:10.2f} {f'[{lo:.2f}, {hi:.2f}]':>16} "
                     f"{(format(p, '.2f') if p is not None else '-'):>9}")
 
-        # a verdict compares numbers only: runs that are not the published protocol are marked
-        other = (r.get("protocol") or {}).get("matches_published") is False
-        lines.append(f"{name:<22} {size:>4}  {cell('top1')}  {cell('top5')}  {r['verdict']}{' *' if other else ''}")
+        lines.append(f"{name:<22} {size:>4}  {cell('top1')}  {cell('top5')}  {r['verdict']}"
+                     f"{' *' if _off_protocol(r) else ''}")
     n_ok = sum(1 for *_, r in rows if r["verdict"] == REPRODUCED)
     lines.append(f"{n_ok} of {len(rows)} REPRODUCED")
-    if any((r.get("protocol") or {}).get("matches_published") is False for *_, r in rows):
+    if any(_off_protocol(r) for *_, r in rows):
         lines.append("* not the published protocol (subset, pil, amp or skipped images): see the record's "
                      "protocol.notes")
     return "\n".join(lines)
+
+
+def _off_protocol(record: dict) -> bool:
+    """A verdict compares numbers only: a run that is not the published protocol (a subset, pil, amp,
+    skipped images) is marked as such wherever its verdict is shown."""
+    return (record.get("protocol") or {}).get("matches_published") is False
