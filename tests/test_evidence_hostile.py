@@ -314,8 +314,8 @@ def test_records_with_deep_or_huge_json_are_refused(tmp_path, text):
 
 # ---------------------------------------------------------------------------------------------- decode cache
 
-@pytest.mark.parametrize("blob", ["images.npy", "status.npy", "key.json"])
-def test_a_cache_blob_that_is_a_directory_rebuilds_the_cache(tmp_path, blob):
+def _one_image_cache(tmp_path):
+    """A decode cache built for one real JPEG, and how to open it again."""
     from senet_zoo.validation.cache import DecodeCache
     from senet_zoo.validation.preprocess import Preprocessing
     from senet_zoo.validation.sources import FolderReader
@@ -326,30 +326,29 @@ def test_a_cache_blob_that_is_a_directory_rebuilds_the_cache(tmp_path, blob):
     images.mkdir()
     cv2.imwrite(str(images / VAL1), np.full((40, 50, 3), 90, np.uint8))
     reader, prep = FolderReader(images, [VAL1]), Preprocessing("caffe", 36, 32)
-    cache = DecodeCache.open(tmp_path / "cache", reader, prep, log=lambda s: None)
-    assert DecodeCache.open(tmp_path / "cache", reader, prep, log=lambda s: None).reused  # untouched: reused
+
+    def reopen():
+        return DecodeCache.open(tmp_path / "cache", reader, prep, log=lambda s: None)
+
+    return reopen(), reopen
+
+
+@pytest.mark.parametrize("blob", ["images.npy", "status.npy", "key.json"])
+def test_a_cache_blob_that_is_a_directory_rebuilds_the_cache(tmp_path, blob):
+    cache, reopen = _one_image_cache(tmp_path)
+    assert reopen().reused  # untouched: reused
     target = cache.folder / blob
     target.unlink()
     target.mkdir()
     (target / "inside").write_text("x")
-    again = DecodeCache.open(tmp_path / "cache", reader, prep, log=lambda s: None)
+    again = reopen()
     assert not again.reused and (again.folder / blob).is_file()
     assert again.key == cache.key
 
 
 @pytest.mark.parametrize("text", ["[" * 20_000 + "]" * 20_000, "[1, 2]", '{"num_images": ' + "9" * 5000 + "}"])
 def test_a_forged_cache_key_rebuilds_the_cache(tmp_path, text):
-    from senet_zoo.validation.cache import DecodeCache
-    from senet_zoo.validation.preprocess import Preprocessing
-    from senet_zoo.validation.sources import FolderReader
-
-    import cv2
-
-    images = tmp_path / "images"
-    images.mkdir()
-    cv2.imwrite(str(images / VAL1), np.full((40, 50, 3), 90, np.uint8))
-    reader, prep = FolderReader(images, [VAL1]), Preprocessing("caffe", 36, 32)
-    cache = DecodeCache.open(tmp_path / "cache", reader, prep, log=lambda s: None)
+    cache, reopen = _one_image_cache(tmp_path)
     (cache.folder / "key.json").write_text(text)
-    again = DecodeCache.open(tmp_path / "cache", reader, prep, log=lambda s: None)
+    again = reopen()
     assert not again.reused and again.key == cache.key
