@@ -163,7 +163,8 @@ def environment(seconds, device: str) -> dict:
 
     import senet_zoo
 
-    info = {"senet_zoo_from": str(Path(senet_zoo.__file__).resolve().parent), "python": platform.python_version(), "executable": sys.executable, "torch": torch.__version__,
+    info = {"senet_zoo_from": str(Path(senet_zoo.__file__).resolve().parent),
+            "python": platform.python_version(), "executable": sys.executable, "torch": torch.__version__,
             "cuda": torch.version.cuda, "opencv": cv2.__version__, "cpu_cores": len(os.sched_getaffinity(0)),
             "machine": platform.machine(), "platform": platform.platform()}
     try:
