@@ -58,15 +58,16 @@ print(json.dumps({"seconds": time.perf_counter() - t, "outcome": outcome}), flus
 """
 
 
-def build(folder: Path) -> list[tuple[str, str, Path]]:
-    """(case, kind, file) for every class; the files are written into ``folder``."""
+def build(folder: Path, pairs: int = 350_000) -> list[tuple[str, str, Path]]:
+    """(case, kind, file) for every class; the files are written into ``folder``; ``pairs`` sizes the
+    interleaved-records file (10 bytes a pair)."""
     sys.path.insert(0, str(ROOT / "tests"))
     sys.path.insert(0, str(ROOT))
     from support import evidence
 
     cases = [
-        ("3.5 MB caffemodel, interleaved non-packed float records", "weights",
-         evidence.interleaved_nonpacked_caffemodel(folder / "interleaved.caffemodel")),
+        (f"{pairs * 10 / 1e6:g} MB caffemodel, interleaved non-packed float records", "weights",
+         evidence.interleaved_nonpacked_caffemodel(folder / "interleaved.caffemodel", pairs=pairs)),
         ("9 MB of empty layer records (3 M layers)", "weights", evidence.empty_layer_records(folder / "empty.caffemodel")),
         ("300 KB of empty layer records (100,000 layers; the limit is now 10,000)", "weights",
          evidence.empty_layer_records(folder / "empty100k.caffemodel", size=300_000)),
@@ -141,17 +142,23 @@ def main() -> None:
     parser.add_argument("--before", type=Path, help="a checkout of the code before issue 7 (e.g. at 30d4783)")
     parser.add_argument("--timeout", type=float, default=60.0, help="seconds per child (default 60)")
     parser.add_argument("--memory-gb", type=float, default=8.0, help="RLIMIT_AS of each child (default 8)")
+    parser.add_argument("--only", metavar="TEXT", help="only the cases whose name contains TEXT")
+    parser.add_argument("--interleaved-pairs", type=int, default=350_000, metavar="N",
+                        help="size of the interleaved-records file: N data/diff pairs, 10 bytes each (default 350000)")
     parser.add_argument("--make", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.make:
-        print(json.dumps([(case, kind, str(path)) for case, kind, path in build(args.make)]))
+        made = build(args.make, args.interleaved_pairs)
+        print(json.dumps([(case, kind, str(path)) for case, kind, path in made]))
         return
     trees = [("now", ROOT)] + ([("before", args.before.resolve())] if args.before else [])
     memory = int(args.memory_gb * (1 << 30))
     with tempfile.TemporaryDirectory() as tmp:
         # built in a subprocess: ru_maxrss survives fork+exec, so this process must stay small for the children
-        made = subprocess.run([sys.executable, __file__, "--make", tmp], check=True, capture_output=True, text=True)
-        cases = [(case, kind, Path(path)) for case, kind, path in json.loads(made.stdout)]
+        made = subprocess.run([sys.executable, __file__, "--make", tmp, "--interleaved-pairs",
+                               str(args.interleaved_pairs)], check=True, capture_output=True, text=True)
+        cases = [(case, kind, Path(path)) for case, kind, path in json.loads(made.stdout)
+                 if args.only is None or args.only in case]
         header = "| input | size | " + " | ".join(f"{label}: outcome | {label}: s | {label}: peak RSS MiB"
                                                  for label, _ in trees) + " |"
         print(header)
