@@ -21,7 +21,7 @@ import cv2
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from senet_zoo.validation.decoder_messages import call_capturing_stderr  # noqa: E402
+from senet_zoo.images.decoder_messages import call_capturing_stderr  # noqa: E402
 
 FLAGS = cv2.IMREAD_COLOR | cv2.IMREAD_IGNORE_ORIENTATION
 

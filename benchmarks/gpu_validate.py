@@ -322,8 +322,8 @@ def our_pipeline(seconds, tree: str, device_name: str, bs: int, workers: int | N
 
     from senet_zoo.validation.cache import DecodeCache
     from senet_zoo.validation.data import load_eval_set
-    from senet_zoo.validation.evaluate import BatchDataset, make_loader, start
-    from senet_zoo.validation.preprocess import Preprocessing
+    from senet_zoo.validation.batches import BatchDataset, make_loader, start
+    from senet_zoo.images.preprocess import Preprocessing
     from senet_zoo.validation.runner import default_workers
 
     device = torch.device(device_name)

@@ -4,7 +4,7 @@
 
 Builds each file class once (``tests/support/evidence.py``) and hands it, in a fresh child process per tree, to
 the function that reads it in ``convert`` / ``validate`` (``caffe_io.read_weights``, ``Preprocessing.decode_rgb``,
-``data.read_label_file``). Each child runs under a wall-clock timeout and an ``RLIMIT_AS`` address-space cap; its
+``label_files.read_label_file``). Each child runs under a wall-clock timeout and an ``RLIMIT_AS`` address-space cap; its
 peak RSS is the kernel's ``ru_maxrss`` of that child (``os.wait4``), so it is known even when the child is
 killed. ``--before`` is a checkout of the code before issue 7, e.g.
 ``git worktree add --detach ../wt-before 30d4783``, measured with the same files in the same run.
@@ -31,10 +31,10 @@ from senet_zoo.errors import SenetZooError
 if kind == "weights":
     from senet_zoo.converters import caffe_io
 elif kind == "image":
-    from senet_zoo.validation.preprocess import BadImage, Preprocessing
+    from senet_zoo.images.preprocess import BadImage, Preprocessing
 else:
     from pathlib import Path
-    from senet_zoo.validation import data
+    from senet_zoo.validation import labels as label_files
 print(json.dumps({"import_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}), flush=True)
 t = time.perf_counter()
 try:
@@ -48,7 +48,7 @@ try:
         except BadImage as e:
             outcome = f"bad image: {e}"
     else:
-        labels, _, _ = data.read_label_file(Path(path), "json" if path.endswith(".json") else "caffe")
+        labels, _, _ = label_files.read_label_file(Path(path), "json" if path.endswith(".json") else "caffe")
         outcome = f"read: {labels}"
 except SenetZooError as e:
     outcome = f"refused: {e.message}"

@@ -109,8 +109,8 @@ def ours_pipeline(root: Path, model, device, batch_size: int, workers: int, cach
 
     from senet_zoo.validation.cache import DecodeCache
     from senet_zoo.validation.data import load_eval_set
-    from senet_zoo.validation.evaluate import BatchDataset, make_loader, start
-    from senet_zoo.validation.preprocess import Preprocessing
+    from senet_zoo.validation.batches import BatchDataset, make_loader, start
+    from senet_zoo.images.preprocess import Preprocessing
 
     cfg = model.pretrained_cfg
     evalset = load_eval_set(root)
@@ -161,7 +161,7 @@ def timm_pipeline(root: Path, model, device, batch_size: int, workers: int):
 def make_sources(root: Path, kinds: list[str]) -> dict[str, str]:
     """The generated tree in the other forms ``--data`` reads (kept beside it): what ``--source`` compares."""
     from senet_zoo import classes
-    from senet_zoo.validation.pack import write_parquet, write_shards, write_tar
+    from senet_zoo.validation.sources.pack import write_parquet, write_shards, write_tar
 
     names = sorted(p.relative_to(root).as_posix() for p in root.rglob("*.JPEG"))
     by_base = sorted(names, key=lambda n: n.rsplit("/", 1)[-1])  # the evaluation order of wds and parquet
@@ -223,8 +223,9 @@ def ours_e2e(root: Path, name: str, device, batch_size: int, workers: int | None
     from senet_zoo.validation import distributed
     from senet_zoo.validation.data import load_eval_set
     from senet_zoo.validation.evaluate import EvalOptions, evaluate
-    from senet_zoo.validation.preprocess import Preprocessing
-    from senet_zoo.validation.runner import default_workers, prepare_model, set_numerics
+    from senet_zoo.images.preprocess import Preprocessing
+    from senet_zoo.validation.numerics import set_numerics
+    from senet_zoo.validation.runner import default_workers, prepare_model
 
     set_numerics(precision)
     model = senet_zoo.create_model(name)

@@ -1,7 +1,7 @@
 """senet-zoo: the Caffe release of Squeeze-and-Excitation Networks in PyTorch, converted exactly and validated."""
 from __future__ import annotations
 
-__version__ = "0.1.0"
+from .version import __version__
 
 __all__ = ["__version__", "create_model", "list_models", "pretrained_cfg_overlay"]
 

@@ -15,7 +15,7 @@ import importlib
 import signal
 import sys
 
-from . import __version__
+from .version import __version__
 from .errors import SenetZooError
 
 # Data flows one way: Caffe files -> PyTorch -> validation -> Hub; the help lists commands in that order.

@@ -45,7 +45,7 @@ def pinned(published, monkeypatch, tmp_path):
 
 
 def test_a_branch_at_the_pinned_commit_is_the_pinned_revision(pinned):
-    from senet_zoo.hub.download import fetch_weights
+    from senet_zoo.weights.download import fetch_weights
 
     hub, sha, folder = pinned
     before = len(hub.requests)
@@ -61,7 +61,7 @@ def test_a_branch_at_the_pinned_commit_is_the_pinned_revision(pinned):
 def test_a_corrupted_cached_config_is_fetched_again_online_and_refused_offline(pinned, monkeypatch):
     from huggingface_hub import constants
 
-    from senet_zoo.hub.download import fetch_weights
+    from senet_zoo.weights.download import fetch_weights
 
     hub, sha, folder = pinned
     got = fetch_weights("se_resnet50")

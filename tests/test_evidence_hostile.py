@@ -10,8 +10,8 @@ import pytest
 
 from senet_zoo.converters import caffe_io, caffe_pb2
 from senet_zoo.errors import SenetZooError
-from senet_zoo.validation import data
-from senet_zoo.validation.evaluate import Progress
+from senet_zoo.validation import labels as label_files
+from senet_zoo.validation.progress import Progress
 
 from support.evidence import (HOSTILE_LABELS, VAL1, empty_layer_records,
                               interleaved_nonpacked_caffemodel, sparse_hdf5, v1_caffemodel_with_name, wire_field,
@@ -156,7 +156,7 @@ def test_hostile_label_files_are_refused_in_one_line(tmp_path, filename):
     path.write_text(HOSTILE_LABELS[filename], encoding="utf-8")
     fmt = "json" if filename.endswith(".json") else "caffe"
     start = time.perf_counter()
-    refused(path, lambda: data.read_label_file(path, fmt),
+    refused(path, lambda: label_files.read_label_file(path, fmt),
             "not a usable JSON label file" if fmt == "json" else "is not a class index 0..999")
     assert time.perf_counter() - start < 10
 
@@ -167,8 +167,8 @@ def test_a_bom_is_tolerated(tmp_path, fmt, text):
     plain, bom = tmp_path / "plain.txt", tmp_path / "bom.txt"
     plain.write_text(text, encoding="utf-8")
     bom.write_bytes(b"\xef\xbb\xbf" + text.encode("utf-8"))
-    assert data.read_label_file(bom, fmt)[0] == data.read_label_file(plain, fmt)[0]
-    assert list(data.read_label_file(bom, fmt)[0]) == [VAL1]
+    assert label_files.read_label_file(bom, fmt)[0] == label_files.read_label_file(plain, fmt)[0]
+    assert list(label_files.read_label_file(bom, fmt)[0]) == [VAL1]
 
 
 # ------------------------------------------------------------------------------------------- progress files
@@ -294,7 +294,7 @@ def deep_safetensors(path, header: bytes):
                                     b'{"__metadata__": {"a": "b"}, "x": {"data_offsets": [0, ' + b"9" * 5000 + b"]}}",
                                     b'{"__metadata__": ' + b"[" * 100 + b"]" * 100 + b"}"])
 def test_safetensors_headers_with_deep_or_huge_json_are_refused(tmp_path, header):
-    from senet_zoo.hub.gate import read_safetensors_header
+    from senet_zoo.weights.folder import read_safetensors_header
 
     path = deep_safetensors(tmp_path / "model.safetensors", header)
     refused(path, lambda: read_safetensors_header(path), "not a safetensors file")
@@ -317,8 +317,8 @@ def test_records_with_deep_or_huge_json_are_refused(tmp_path, text):
 def _one_image_cache(tmp_path):
     """A decode cache built for one real JPEG, and how to open it again."""
     from senet_zoo.validation.cache import DecodeCache
-    from senet_zoo.validation.preprocess import Preprocessing
-    from senet_zoo.validation.sources import FolderReader
+    from senet_zoo.images.preprocess import Preprocessing
+    from senet_zoo.validation.sources.folder import FolderReader
 
     import cv2
 

@@ -3,9 +3,9 @@ exceed it are refused, and any exception a decoder raises is that one image's fa
 import numpy as np
 import pytest
 
-from senet_zoo.validation import preprocess
-from senet_zoo.validation.image_size import image_size
-from senet_zoo.validation.preprocess import DEFAULT_MAX_IMAGE_PIXELS, BadImage, Preprocessing
+from senet_zoo.images import preprocess
+from senet_zoo.images.image_size import image_size
+from senet_zoo.images.preprocess import DEFAULT_MAX_IMAGE_PIXELS, BadImage, Preprocessing
 
 from support.evidence import jpeg_claiming, png_header_only
 

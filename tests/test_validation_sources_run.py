@@ -14,7 +14,7 @@ import pytest
 
 from senet_zoo import classes
 from senet_zoo.validation.evaluate import KILL_AFTER_STEPS_ENV
-from senet_zoo.validation.pack import write_parquet, write_shards, write_tar
+from senet_zoo.validation.sources.pack import write_parquet, write_shards, write_tar
 from test_validation_run import (N_IMAGES, common, flat, independent, labels_file, load, release,  # noqa: F401
                                  run_subprocess, val_name, validate)
 

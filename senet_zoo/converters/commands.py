@@ -138,7 +138,7 @@ def run_verify(args: argparse.Namespace) -> int:
 def _verify(name: str, caffemodel: Path, weights: Path, prototxt: Path | None, args: argparse.Namespace) -> int:
     import tempfile
 
-    from ..validation.preprocess import set_max_image_pixels
+    from ..images.preprocess import set_max_image_pixels
 
     set_max_image_pixels(getattr(args, "max_image_pixels", None))
 

@@ -86,7 +86,7 @@ def binary_caffemodel_for_opencv(prototxt: Path, caffemodel: Path, folder: Path)
 
 def load_images(folder: Path, limit: int, resize: int = 256, crop: int = 224) -> tuple[np.ndarray, list[str]]:
     """Up to ``limit`` images from ``folder`` under the release's preprocessing (sorted by name)."""
-    from ..validation.preprocess import caffe_preprocess_file
+    from ..images.preprocess import caffe_preprocess_file
 
     folder = Path(folder)
     if not folder.is_dir():

@@ -45,7 +45,7 @@ def run_push(args) -> int:
 
 
 def run_download(args) -> int:
-    from .download import fetch_weights
+    from ..weights.download import fetch_weights
 
     folder = fetch_weights(args.model, args.revision, cache_dir=args.cache_dir, log=_err)
     print(folder)

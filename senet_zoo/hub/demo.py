@@ -10,7 +10,8 @@ from typing import Callable
 
 from .. import registry
 from ..errors import SenetZooError
-from .gate import CONFIG_FILE, GATE_REFUSED_EXIT, evaluate
+from ..weights.folder import CONFIG_FILE
+from .gate import GATE_REFUSED_EXIT, evaluate
 from .push import describe
 from .records import load_record
 from .stage import stage

@@ -10,7 +10,8 @@ from pathlib import Path
 
 from .. import registry
 from ..errors import SenetZooError
-from .gate import WEIGHTS_FILE, WeightsInfo, evaluate, read_weights
+from ..weights.folder import WEIGHTS_FILE, WeightsInfo, read_weights
+from .gate import evaluate
 from .records import Record, RecordCheck, check_record
 
 

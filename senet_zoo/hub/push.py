@@ -7,10 +7,11 @@ import tempfile
 from pathlib import Path
 from typing import Callable
 
-from .. import __version__, registry
+from .. import registry
+from ..version import __version__
 from ..errors import SenetZooError
 from . import gate as gate_mod
-from .hf import one_line, scrub
+from ..hf_errors import one_line, scrub
 from .records import Record
 from .stage import stage
 

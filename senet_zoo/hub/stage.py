@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 
 from ..errors import SenetZooError
 from ..files import atomic_dir, sha256_file
-from .gate import CONFIG_FILE, WEIGHTS_FILE
+from ..weights.folder import CONFIG_FILE, WEIGHTS_FILE
 from .model_card import render_model_card
 
 if TYPE_CHECKING:

@@ -1,4 +1,8 @@
-"""The seven architectures of the release, by registry name."""
+"""The seven architectures of the release, by registry name, and ``create_model`` (``factory``) with its input
+contract (``config``), BatchNorm folding (``fold``) and complexity counts (``complexity``).
+
+May import ``weights`` (where converted weights come from) and the base modules; knows nothing of Caffe.
+"""
 from __future__ import annotations
 
 from torch import nn

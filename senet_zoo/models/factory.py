@@ -9,25 +9,10 @@ from torch import nn
 
 from .. import jsonio, registry
 from ..errors import SenetZooError
+from ..weights.download import fetch_weights
+from ..weights.folder import resolve_weights
 from . import build
-
-WEIGHTS_FILE = "model.safetensors"
-CONFIG_FILE = "config.json"
-
-
-def resolve_weights(path: str | Path) -> tuple[Path, Path | None]:
-    """(model.safetensors, config.json or None) for a converted folder or a direct safetensors path."""
-    path = Path(path)
-    if path.is_dir():
-        weights, config = path / WEIGHTS_FILE, path / CONFIG_FILE
-        if not weights.is_file():
-            raise SenetZooError(path, f"no {WEIGHTS_FILE} here (convert the release first: senet-zoo convert)")
-        return weights, config if config.is_file() else None
-    if not path.is_file():
-        raise SenetZooError(path, "no such file or directory")
-    config = path.with_name(CONFIG_FILE)
-    return path, config if config.is_file() else None
-
+from .config import pretrained_cfg
 
 def load_state(weights: Path) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
     """Tensors and metadata of a safetensors file (never a pickle)."""
@@ -70,12 +55,8 @@ def load_weights(model: nn.Module, name: str, path: str | Path) -> dict[str, str
 def create_model(name: str, pretrained: bool | str | Path = False, **kwargs) -> nn.Module:
     """An eval-mode model. Input: RGB in [0, 1], normalised with ``model.pretrained_cfg``'s mean/std;
     output: 1000 logits in sorted-wnid order (torchvision/timm/ImageFolder order)."""
-    from .config import pretrained_cfg
-
     ckpt = registry.get(name)
     if pretrained is True:
-        from ..hub.download import fetch_weights
-
         pretrained = fetch_weights(name)
     # With weights to load, the architecture is built on the meta device: no random initialisation (seconds
     # for SENet-154) and no second copy of the weights in memory; load_weights assigns the loaded tensors.

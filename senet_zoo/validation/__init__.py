@@ -1,15 +1,21 @@
 """The ImageNet evaluation of converted models: ``senet-zoo validate`` and ``torchrun -m senet_zoo.validation``.
 
-* ``data``: the image list and its labels (flat folder + label file, or ImageFolder), always sorted-wnid;
-* ``preprocess``: the release's Caffe preprocessing (OpenCV) and timm's PIL pipeline;
-* ``evaluate``: batched (uint8 to the device), distributed (no padding duplicates) and resumable evaluation;
-* ``distributed``: torchrun process group, round-robin fixed batches, all-gather of per-image results;
-* ``runner``/``commands``: the ``validate`` command (arguments, numerics, record assembly);
-* ``metrics``: top-k errors, Wilson intervals, ReaL accuracy;
-* ``record``: the validation record and predictions file (``recompute_metrics`` for the Hub gate);
-* ``demo``: the validation stage of ``senet-zoo demo`` (labels from OpenCV's Caffe runtime).
+Top to bottom (each imports only from below; ``pyproject.toml``'s import-linter contract):
 
-Importing this package is cheap (no torch, no cv2).
+* ``demo``: the validation stage of ``senet-zoo demo`` (labels from OpenCV's Caffe runtime);
+* ``commands``: the ``validate`` arguments, dispatched to ``sweep`` (``--all``) or ``runner`` (one run);
+* ``sweep``: every converted model at every registry setting; ``runner``: one model at one setting;
+* ``session``: what every run sets up first; ``cache``: decoded crops kept across runs; ``record``: the
+  validation record and predictions file (``recompute_metrics`` for the Hub gate), ``metrics``: top-k
+  errors, Wilson intervals, ReaL;
+* ``evaluate``: the batched, distributed, resumable loop; ``progress``: its ``--resume`` file;
+  ``numerics``: exact mode's checks; ``distributed``: torchrun process group and gathers;
+* ``batches``: uint8 batches from DataLoader workers; ``data``: the evaluation set (names, labels, subset);
+* ``labels``: label files and cross-checks; ``sources``: one reader per way users hold the images.
+
+Below this package: ``converters`` (the demo's reference runtime), ``models``, ``images`` (the Caffe image
+pipeline), ``weights`` (default weights: the verified Hub download) and the base modules. Importing this
+package is cheap (no torch, no cv2).
 """
 from __future__ import annotations
 

@@ -33,7 +33,7 @@ import numpy as np
 
 from .. import jsonio
 from ..errors import SenetZooError
-from .preprocess import BadImage, Preprocessing
+from ..images.preprocess import BadImage, Preprocessing
 
 FORMAT = 1
 NOT_STORED, BAD, STORED = -1, 0, 1

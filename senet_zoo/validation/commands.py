@@ -3,13 +3,14 @@
 Also ``torchrun --nproc_per_node=N -m senet_zoo.validation <same arguments>`` (see ``__main__.py``).
 Exit status: 0 REPRODUCED (or no published numbers to compare with), 1 NOT REPRODUCED, 2 bad input.
 
-The arguments flow one way: this module parses them and hands them to ``runner`` (one run) or ``sweep``
-(``--all``), which assemble the record with ``record``; neither imports this module.
+The arguments flow one way: this module parses them and dispatches to ``runner`` (one run) or ``sweep``
+(``--all``, which runs ``runner.validate_one`` per setting); neither imports this module.
 """
 from __future__ import annotations
 
 import argparse
 from pathlib import Path
+
 
 DESCRIPTION = (
     "Evaluate a converted model on the ILSVRC2012 validation images with the release's Caffe preprocessing "
@@ -28,7 +29,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    from .data import LABEL_FORMATS
+    from .labels import LABEL_FORMATS  # this module is imported for every senet-zoo command: numpy only when used
 
     actions = []
     a = actions.append
@@ -97,9 +98,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from .preprocess import set_max_image_pixels
-    from .runner import run_validation
+    from ..images.preprocess import set_max_image_pixels
 
     set_max_image_pixels(getattr(args, "max_image_pixels", None))
+    if getattr(args, "all", False):
+        from .sweep import run_sweep  # torch and the model code load only once a run starts
+
+        return run_sweep(args)
+    from .runner import run_validation
 
     return run_validation(args)

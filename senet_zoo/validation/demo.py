@@ -47,7 +47,7 @@ def write_demo_images(folder: Path, n: int = 32, seed: int = 0) -> list[Path]:
 def reference_labels(paths: list[Path], prototxt: Path, caffemodel: Path, batch_size: int = 8) -> np.ndarray:
     """Sorted-wnid top-1 of OpenCV's Caffe runtime on the Caffe preprocessing of each file."""
     from ..converters import opencv_reference
-    from .preprocess import caffe_preprocess_file
+    from ..images.preprocess import caffe_preprocess_file
 
     net = opencv_reference.OpenCVCaffeNet(prototxt, caffemodel)
     d2s = classes.devkit_to_sorted()

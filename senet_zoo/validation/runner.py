@@ -1,8 +1,11 @@
-"""One validation run, from parsed arguments to the printed table and the written record.
+"""One validation run: a model at one setting, from the weights to the printed table and the written record.
 
-``run_validation(args)`` checks every input first (arguments, the output's folder, weights, data, labels),
-then ``validate_one`` loads the model (folded, compiled where asked), opens the decode cache, evaluates and
-writes the record; ``sweep.run_all`` calls ``validate_one`` per model and setting for ``--all``.
+``run_validation(args)`` opens the session (``session.py``: arguments, device, images and labels checked
+first) and runs ``validate_one``, which reads as the procedure: the model and its preprocessing
+(``_load``), the published numbers it is held to (``_published``), the model as it runs and the loop's
+options (``_prepare``), the progress file (``_progress``), the evaluation, the scores and verdict
+(``_score``), and the record (``_record``). ``sweep.run_sweep`` calls ``validate_one`` per model and setting
+for ``--all``.
 """
 from __future__ import annotations
 
@@ -12,61 +15,31 @@ import os
 import platform
 import socket
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from .. import __version__, registry
+from .. import registry
+from ..version import __version__
 from ..errors import SenetZooError
 from ..files import sha256_file
+from ..images.preprocess import Preprocessing, resolve_resize
+from ..models.config import pretrained_cfg
+from ..models.factory import create_model
+from ..models.fold import fold_batchnorm
+from ..weights.download import fetch_weights
+from ..weights.folder import resolve_weights
 from . import distributed, metrics
-from .data import load_eval_set
-from .evaluate import EvalOptions, Progress, evaluate
-from .numerics import set_numerics
-from .preprocess import Preprocessing, resolve_resize
+from .cache import DecodeCache
+from .evaluate import EvalOptions, Outcome, evaluate
+from .progress import Progress
 from .record import (FULL_VAL_IMAGES, REFERENCE_RUNTIME_PREFIX, SCHEMA, command_line, default_output, exit_code,
                      format_table, sibling, verdict, write_predictions, write_record)
+from .session import Session, check_writable, session
 
-__all__ = ["run_validation", "validate_one", "prepare_model", "set_numerics", "check_writable", "default_workers"]
-
-
-def _check_args(args: argparse.Namespace) -> None:
-    if args.batch_size < 1:
-        raise SenetZooError(None, f"--batch-size must be at least 1, got {args.batch_size}")
-    if args.workers is not None and args.workers < 0:
-        raise SenetZooError(None, f"--workers must be 0 or more, got {args.workers}")
-    if args.img_size is not None and args.img_size < 8:
-        raise SenetZooError(None, f"--img-size must be at least 8, got {args.img_size}")
-    if args.limit is not None and args.limit < 1:
-        raise SenetZooError(None, f"--limit must be at least 1, got {args.limit}")
-    if args.output is not None and args.output.is_dir():
-        raise SenetZooError(args.output, "is a directory; --output names the record file (e.g. runs/x.json)")
-    if getattr(args, "all", False):
-        if args.model or args.weights or args.output or args.img_size:
-            raise SenetZooError(None, "--all takes --weights-dir and --output-dir, not --model, --weights, "
-                                "--output or --img-size")
-        if args.weights_dir is None:
-            raise SenetZooError(None, "--all needs --weights-dir DIR (the parent folder convert --all wrote)")
-    elif not args.model:
-        raise SenetZooError(None, "validate needs --model NAME (or --all --weights-dir DIR)")
-    elif getattr(args, "weights_dir", None) is not None or getattr(args, "output_dir", None) is not None:
-        raise SenetZooError(None, "--weights-dir and --output-dir go with --all")
-    if getattr(args, "compile", False) and (args.device or "cuda") == "cpu":
-        raise SenetZooError(None, "--compile is for CUDA only (on the CPU it does not pay)")
-
-
-def check_writable(folder: Path) -> None:
-    """Create ``folder`` if needed and prove a file can be written there, before anything slow runs."""
-    import tempfile
-
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-        fd, probe = tempfile.mkstemp(prefix=".write-test-", dir=folder)
-        os.close(fd)
-        os.unlink(probe)
-    except OSError as e:
-        raise SenetZooError(folder, f"cannot write the record here ({e.strerror or e})") from None
+__all__ = ["run_validation", "validate_one", "prepare_model", "default_workers"]
 
 
 def default_workers(device: torch.device) -> int:
@@ -80,30 +53,19 @@ def default_workers(device: torch.device) -> int:
     return max(1, share - 1) if device.type == "cuda" else min(8, share)
 
 
-def resolve_device(requested: str | None) -> torch.device:
-    if requested is None:
-        requested = "cuda" if torch.cuda.is_available() else "cpu"
-    try:
-        device = torch.device(requested)
-    except RuntimeError:
-        raise SenetZooError(None, f"--device {requested}: not a device (cpu, cuda, cuda:N)") from None
-    if device.type == "cuda":
-        if not torch.cuda.is_available():
-            raise SenetZooError(None, f"--device {requested}: CUDA is not available here (use --device cpu)")
-        if device.index is not None and device.index >= torch.cuda.device_count():
-            raise SenetZooError(None, f"--device {requested}: only {torch.cuda.device_count()} GPU(s)")
-    elif device.type != "cpu":
-        raise SenetZooError(None, f"--device {requested}: only cpu and cuda are supported")
-    return device
+def run_validation(args: argparse.Namespace) -> int:
+    """``validate --model NAME``: one model at one setting."""
+    def check_inputs(precision: str) -> None:
+        ckpt = registry.get(args.model)
+        if args.output is None:
+            size = int(args.img_size or pretrained_cfg(ckpt)["input_size"][-1])
+            args.output = default_output(args.model, size, args.preprocess, precision, args.limit)
+        check_writable(args.output.parent)
+        if args.weights is not None:
+            resolve_weights(args.weights)
 
-
-def fetch_default_weights(name: str) -> Path:
-    try:
-        from ..hub.download import fetch_weights
-    except ImportError:
-        raise SenetZooError(None, "no --weights given and the Hub download is unavailable: pass --weights "
-                            "out/MODEL (senet-zoo convert --output)") from None
-    return Path(fetch_weights(name))
+    with session(args, check_inputs) as s:
+        return validate_one(args, s)[0]
 
 
 def environment(device: torch.device, world_size: int, numerics: dict) -> dict:
@@ -130,59 +92,10 @@ def environment(device: torch.device, world_size: int, numerics: dict) -> dict:
     }
 
 
-def run_validation(args: argparse.Namespace) -> int:
-    _check_args(args)
-    rank = distributed.env_rank()
-    log = print if rank == 0 else (lambda *a, **k: None)
-    device = resolve_device(args.device)
-    precision = args.amp or "fp32"
-    numerics = set_numerics(precision)
-
-    # Bad input first, before anything slow: where the records go, weights, data, labels, ReaL labels.
-    if args.all:
-        from .sweep import find_models
-
-        check_writable(args.output_dir or Path("runs"))
-        jobs = find_models(args.weights_dir)
-    else:
-        ckpt = registry.get(args.model)
-        if args.output is None:
-            from ..models.config import pretrained_cfg
-
-            size = int(args.img_size or pretrained_cfg(ckpt)["input_size"][-1])
-            args.output = default_output(args.model, size, args.preprocess, precision, args.limit)
-        check_writable(args.output.parent)
-        if args.weights is not None:
-            from ..models.factory import resolve_weights
-
-            resolve_weights(args.weights)
-    cache = getattr(args, "cache", None)  # --cache DIR (decode cache) also keeps the tar indexes
-    evalset = load_eval_set(args.data, args.labels, args.label_format, args.limit,
-                            index_dir=Path(cache) / "tar-index" if cache else None,
-                            ground_truth=not args.expect_agreement)
-    real = metrics.load_real_labels(args.real_labels or None) if args.real_labels is not None else None
-
-    dist = distributed.setup(device.type)
-    try:
-        if device.type == "cuda" and dist.enabled:
-            device = torch.device("cuda", dist.local_rank)
-        if device.type == "cuda":
-            torch.cuda.set_device(device)
-        if args.all:
-            from .sweep import run_all
-
-            return run_all(args, jobs, device, precision, numerics, evalset, real, dist, log)
-        return validate_one(args, device, precision, numerics, evalset, real, dist, log)[0]
-    finally:
-        distributed.teardown(dist)
-
-
 def open_cache(root: Path | None, evalset, prep: Preprocessing, dist: distributed.Dist, log):
     """The decode cache for this preprocessing (rank 0 builds or checks it, the other ranks then map it)."""
     if root is None:
         return None
-    from .cache import DecodeCache
-
     cache = None
     problem = None
     if dist.is_main:
@@ -207,8 +120,6 @@ def prepare_model(model: torch.nn.Module, device: torch.device, precision: str, 
     """(the model as validate runs it, channels_last, BatchNorms folded, compiled): BatchNorm folded into the
     convolutions (tests/test_fold.py holds it to the unfolded outputs), on the device, in its memory format.
     Also what ``benchmarks/validate.py`` measures, so the benchmark runs the command's model."""
-    from ..models.fold import fold_batchnorm
-
     # channels_last: faster on the CPU (oneDNN's blocked convolutions, 1.3x measured for SE-ResNet-50) and
     # with --amp on CUDA (tensor cores); exact fp32 on CUDA keeps NCHW, cuDNN's reference layout.
     if channels_last is None:
@@ -224,12 +135,11 @@ def prepare_model(model: torch.nn.Module, device: torch.device, precision: str, 
     return model, channels_last, folded, compiled
 
 
-def validate_one(args, device, precision, numerics, evalset, real, dist, log) -> tuple[int, dict | None]:
+def validate_one(args: argparse.Namespace, s: Session) -> tuple[int, dict | None]:
     """(exit code, the record (rank 0) or None) of one model at one setting; ``args.output`` is set."""
-    ckpt = registry.get(args.model)
     made: list[Progress] = []
     try:
-        return _run(args, ckpt, device, precision, numerics, evalset, real, dist, log, args.output, made)
+        return _run(args, registry.get(args.model), s, args.output, made)
     except KeyboardInterrupt:
         raise  # an interruption keeps its progress file: --resume continues from it
     except BaseException:
@@ -241,106 +151,161 @@ def validate_one(args, device, precision, numerics, evalset, real, dist, log) ->
         raise
 
 
-def _run(args, ckpt, device, precision, numerics, evalset, real, dist, log, output,
-         made: list[Progress]) -> tuple[int, dict | None]:
-    from .. import create_model
-    from ..models.factory import resolve_weights
+@dataclass
+class _Loaded:
+    """The model of this run with everything its weights decide: where they are, the input it wants."""
+    model: torch.nn.Module
+    weights_arg: Path
+    weights_file: Path
+    img_size: int
+    prep: Preprocessing
+    mean: list[float]
+    std: list[float]
 
-    main = dist.is_main
-    weights_arg = args.weights if args.weights is not None else fetch_default_weights(args.model)
+
+def _run(args, ckpt: registry.Checkpoint, s: Session, output: Path, made: list[Progress]) -> tuple[int, dict | None]:
+    run = _load(args, ckpt)
+    published = _published(args, ckpt, run.img_size)
+    model, opts, prepared = _prepare(args, run, s)
+    weights_sha256 = sha256_file(run.weights_file) if s.dist.is_main else None
+    progress = _progress(args, run, opts, prepared, s, output, weights_sha256)
+    if progress is not None:
+        made.append(progress)
+    s.log(f"{ckpt.display_name}: {len(s.evalset):,} images ({s.evalset.layout}, {s.evalset.root}), {run.prep.name} "
+          f"preprocessing {run.prep.resize} -> {run.img_size}, {s.precision}, {s.device}"
+          f"{f' x{s.dist.world_size} processes' if s.dist.enabled else ''}, batch {args.batch_size}, "
+          f"{opts.workers} workers{', BatchNorm folded' if prepared['bn_folded'] else ''}"
+          f"{', compiled' if prepared['compiled'] else ''}")
+    outcome = evaluate(model, s.evalset, run.prep, run.mean, run.std, opts, s.dist, progress, args.resume, s.log)
+    ok, errs, v = _score(outcome, s, published, ckpt)
+    if not s.dist.is_main:
+        return exit_code(v), None
+    record = _record(args, ckpt, s, run, opts, prepared, outcome, ok, errs, v, published, weights_sha256, output)
+    if progress is not None:
+        progress.remove()
+    s.log("")
+    s.log(format_table(record))
+    s.log(f"record: {output}  (predictions: {sibling(output, '.npz')})")
+    sys.stdout.flush()
+    return exit_code(v), record
+
+
+def _load(args, ckpt: registry.Checkpoint) -> _Loaded:
+    """The weights (``--weights``, else the verified Hub download), the model, and the preprocessing its
+    config and the registry's evaluation setting ask for."""
+    weights_arg = Path(args.weights) if args.weights is not None else fetch_weights(args.model)
     weights_file, _config = resolve_weights(weights_arg)
     model = create_model(args.model, pretrained=str(weights_arg))
     cfg = model.pretrained_cfg
     img_size = int(args.img_size or cfg["input_size"][-1])
     setting = ckpt.eval_setting(img_size)
     resize, rule = resolve_resize(setting.resize if setting else None, img_size, float(cfg.get("crop_pct", 0.875)))
-    prep = Preprocessing(args.preprocess, resize, img_size, rule)
-    mean, std = [float(m) for m in cfg["mean"]], [float(s) for s in cfg["std"]]
+    return _Loaded(model, weights_arg, weights_file, img_size, Preprocessing(args.preprocess, resize, img_size, rule),
+                   [float(m) for m in cfg["mean"]], [float(x) for x in cfg["std"]])
 
+
+def _published(args, ckpt: registry.Checkpoint, img_size: int) -> dict | None:
+    """The numbers this run is held to: the registry's published errors, or full agreement with another
+    runtime's predictions (``--expect-agreement``)."""
     if args.expect_agreement:
-        published = {"top1_err": 0.0, "top5_err": 0.0, "img_size": img_size,
-                     "source": f"{REFERENCE_RUNTIME_PREFIX}{args.expect_agreement} top-1 predictions "
-                               "(expected: full agreement)"}
-    else:
-        p = ckpt.published_for(img_size)
-        published = None if p is None else {"top1_err": p.top1_err, "top5_err": p.top5_err, "img_size": p.img_size,
-                                            "source": p.source}
-    predictions_path = sibling(output, ".npz")
+        return {"top1_err": 0.0, "top5_err": 0.0, "img_size": img_size,
+                "source": f"{REFERENCE_RUNTIME_PREFIX}{args.expect_agreement} top-1 predictions "
+                          "(expected: full agreement)"}
+    p = ckpt.published_for(img_size)
+    return None if p is None else {"top1_err": p.top1_err, "top5_err": p.top5_err, "img_size": p.img_size,
+                                   "source": p.source}
 
-    model, channels_last, folded, compiled = prepare_model(model, device, precision, args.channels_last,
+
+def _prepare(args, run: _Loaded, s: Session) -> tuple[torch.nn.Module, EvalOptions, dict]:
+    """(the model as it runs, the loop's options, what was done to the model: for the key and the record)."""
+    model, channels_last, folded, compiled = prepare_model(run.model, s.device, s.precision, args.channels_last,
                                                            bool(getattr(args, "compile", False)),
                                                            fold=getattr(args, "fold_bn", True))
-    workers = args.workers if args.workers is not None else default_workers(device)
-    cache = open_cache(getattr(args, "cache", None), evalset, prep, dist, log)
-    opts = EvalOptions(device=device, precision=precision, batch_size=args.batch_size, workers=workers,
+    workers = args.workers if args.workers is not None else default_workers(s.device)
+    cache = open_cache(getattr(args, "cache", None), s.evalset, run.prep, s.dist, s.log)
+    opts = EvalOptions(device=s.device, precision=s.precision, batch_size=args.batch_size, workers=workers,
                        channels_last=channels_last, skip_bad_images=args.skip_bad_images,
                        save_logits=args.save_logits, show_progress=not args.no_progress, cache=cache)
+    return model, opts, {"channels_last": channels_last, "bn_folded": folded, "compiled": compiled}
 
-    weights_sha256 = sha256_file(weights_file) if main else None
-    gpu = torch.cuda.get_device_name(device) if device.type == "cuda" else None
-    progress = None
-    if main:
-        import cv2
 
-        key = {"model": args.model, "weights_sha256": weights_sha256, "file_list_sha256": evalset.file_list_sha256(),
-               "labels_sha256": evalset.labels_sha256(), "preprocess": [prep.name, prep.resize, prep.crop],
-               "mean": mean, "std": std, "precision": precision, "batch_size": args.batch_size,
-               "device": device.type, "gpu": gpu, "channels_last": channels_last, "save_logits": args.save_logits,
-               "torch": torch.__version__, "opencv": cv2.__version__, "bn_folded": folded, "compiled": compiled}
-        progress = Progress(sibling(output, ".progress.npz"), key)
-        made.append(progress)
+def _progress(args, run: _Loaded, opts: EvalOptions, prepared: dict, s: Session, output: Path,
+              weights_sha256: str | None) -> Progress | None:
+    """Rank 0's progress file, keyed by everything that changes a prediction or what is stored."""
+    if not s.dist.is_main:
+        return None
+    import cv2
 
-    log(f"{ckpt.display_name}: {len(evalset):,} images ({evalset.layout}, {evalset.root}), {prep.name} "
-        f"preprocessing {resize} -> {img_size}, {precision}, {device}"
-        f"{f' x{dist.world_size} processes' if dist.enabled else ''}, batch {args.batch_size}, {workers} workers"
-        f"{', BatchNorm folded' if folded else ''}{', compiled' if compiled else ''}")
-    outcome = evaluate(model, evalset, prep, mean, std, opts, dist, progress, args.resume, log)
+    gpu = torch.cuda.get_device_name(s.device) if s.device.type == "cuda" else None
+    key = {"model": args.model, "weights_sha256": weights_sha256, "file_list_sha256": s.evalset.file_list_sha256(),
+           "labels_sha256": s.evalset.labels_sha256(), "preprocess": [run.prep.name, run.prep.resize, run.prep.crop],
+           "mean": run.mean, "std": run.std, "precision": s.precision, "batch_size": args.batch_size,
+           "device": s.device.type, "gpu": gpu, "channels_last": prepared["channels_last"],
+           "save_logits": args.save_logits, "torch": torch.__version__, "opencv": cv2.__version__,
+           "bn_folded": prepared["bn_folded"], "compiled": prepared["compiled"]}
+    return Progress(sibling(output, ".progress.npz"), key)
 
+
+def _score(outcome: Outcome, s: Session, published: dict | None,
+           ckpt: registry.Checkpoint) -> tuple[np.ndarray, dict, str]:
+    """(which images were evaluated, their errors with intervals, the verdict against ``published``)."""
     ok = outcome.status == 1
-    names = [n for n, good in zip(evalset.names, ok) if good]
-    labels, top5 = evalset.labels[ok], outcome.top5[ok]
+    labels, top5 = s.evalset.labels[ok], outcome.top5[ok]
     if len(labels) == 0:
-        raise SenetZooError(evalset.root, "no image could be evaluated (all were unreadable)")
+        raise SenetZooError(s.evalset.root, "no image could be evaluated (all were unreadable)")
     errs = metrics.error_summary(top5, labels)
-    v = verdict(errs["top1_err"], errs["top5_err"], published, ckpt.tolerance_pp)
-    if not main:
-        return exit_code(v), None
+    return ok, errs, verdict(errs["top1_err"], errs["top5_err"], published, ckpt.tolerance_pp)
 
-    results = {"num_images": int(len(labels)), "num_bad_images": len(outcome.bad_names),
-               "bad_images": outcome.bad_names, **errs}
-    if real is not None:
-        results["real"] = metrics.real_accuracy(names, top5, *real)
+
+def _protocol_notes(args, run: _Loaded, s: Session, outcome: Outcome, n_evaluated: int,
+                    published: dict | None) -> list[str]:
+    """Why this run is not the published protocol, if it is not (empty: it is)."""
     notes = []
     if published and not args.expect_agreement:
-        if len(labels) != FULL_VAL_IMAGES:
-            notes.append(f"covers {len(labels):,} images; the published numbers are for all "
+        if n_evaluated != FULL_VAL_IMAGES:
+            notes.append(f"covers {n_evaluated:,} images; the published numbers are for all "
                          f"{FULL_VAL_IMAGES:,} ILSVRC2012 validation images")
-        if prep.name != "caffe":
+        if run.prep.name != "caffe":
             notes.append("PIL preprocessing, not the release's Caffe pipeline the numbers were published with")
-        if precision != "fp32":
-            notes.append(f"mixed precision ({precision}), not exact fp32")
+        if s.precision != "fp32":
+            notes.append(f"mixed precision ({s.precision}), not exact fp32")
     if outcome.bad_names:
         notes.append(f"{len(outcome.bad_names)} unreadable image(s) skipped")
+    return notes
 
-    pred_sha = write_predictions(predictions_path, names, labels, top5, outcome.logits[ok] if outcome.logits is not None else None)
-    meta = getattr(model, "weights_metadata", {}) or {}
+
+def _record(args, ckpt: registry.Checkpoint, s: Session, run: _Loaded, opts: EvalOptions, prepared: dict,
+            outcome: Outcome, ok: np.ndarray, errs: dict, v: str, published: dict | None,
+            weights_sha256: str | None, output: Path) -> dict:
+    """Writes the predictions and the record (atomically) and returns the record."""
+    names = [n for n, good in zip(s.evalset.names, ok) if good]
+    labels, top5 = s.evalset.labels[ok], outcome.top5[ok]
+    results = {"num_images": int(len(labels)), "num_bad_images": len(outcome.bad_names),
+               "bad_images": outcome.bad_names, **errs}
+    if s.real is not None:
+        results["real"] = metrics.real_accuracy(names, top5, *s.real)
+    notes = _protocol_notes(args, run, s, outcome, len(labels), published)
+    predictions_path = sibling(output, ".npz")
+    pred_sha = write_predictions(predictions_path, names, labels, top5,
+                                 outcome.logits[ok] if outcome.logits is not None else None)
+    meta = getattr(run.model, "weights_metadata", {}) or {}
     record = {
         "schema": SCHEMA,
         "model": args.model,
         "display_name": ckpt.display_name,
-        "weights": {"path": str(Path(weights_arg).resolve()), "file": str(weights_file.resolve()),
+        "weights": {"path": str(Path(run.weights_arg).resolve()), "file": str(run.weights_file.resolve()),
                     "sha256": weights_sha256, "converter_version": meta.get("converter_version"),
                     "source_sha256": meta.get("source_sha256")},
-        "data": data_section(evalset, cache),
-        "preprocess": prep.describe(mean, std),
-        "img_size": img_size,
-        "precision": precision,
-        "environment": environment(device, dist.world_size, numerics),
+        "data": data_section(s.evalset, opts.cache),
+        "preprocess": run.prep.describe(run.mean, run.std),
+        "img_size": run.img_size,
+        "precision": s.precision,
+        "environment": environment(s.device, s.dist.world_size, s.numerics),
         # exact mode's evidence: the precision flags as torch reported them just before the loop, and the
         # relative error of a convolution on this device against float64 (fp32 ~1e-6, TF32 ~1e-3)
         "numerics": outcome.numerics,
-        "run": {"batch_size": args.batch_size, "workers": opts.workers, "channels_last": channels_last,
-                "bn_folded": folded, "compiled": compiled,
+        "run": {"batch_size": args.batch_size, "workers": opts.workers, "channels_last": prepared["channels_last"],
+                "bn_folded": prepared["bn_folded"], "compiled": prepared["compiled"],
                 "resumed_from_image": outcome.resumed_from, "skip_bad_images": args.skip_bad_images,
                 "batches": "fixed batches of batch_size images in name order, round-robin over processes; "
                            "the last one padded to batch_size (padding rows dropped)"},
@@ -357,16 +322,10 @@ def _run(args, ckpt, device, precision, numerics, evalset, real, dist, log, outp
         "wall_time_s": outcome.wall_time_s,
         "images_per_s": outcome.session_images / outcome.session_time_s if outcome.session_time_s > 0 else None,
         "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-        "command": command_line(args, dist.world_size),
+        "command": command_line(args, s.dist.world_size),
     }
     write_record(output, record)
-    if progress is not None:
-        progress.remove()
-    log("")
-    log(format_table(record))
-    log(f"record: {output}  (predictions: {predictions_path})")
-    sys.stdout.flush()
-    return exit_code(v), record
+    return record
 
 
 def data_section(evalset, cache=None) -> dict:

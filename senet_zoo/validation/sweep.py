@@ -16,16 +16,32 @@ import copy
 import json
 from pathlib import Path
 
+import torch
+
 from .. import jsonio, registry
 from ..errors import SenetZooError
 from ..files import atomic_write_text, sha256_file
+from ..weights.folder import WEIGHTS_FILE, resolve_weights
+from . import distributed
 from .record import REPRODUCED, default_output, sibling
+from .runner import validate_one
+from .session import Session, check_writable, session
+
+
+def run_sweep(args: argparse.Namespace) -> int:
+    """``validate --all``: every model found in ``--weights-dir`` at every setting, then the summary."""
+    jobs: list[tuple[str, Path, int]] = []
+
+    def check_inputs(precision: str) -> None:
+        check_writable(args.output_dir or Path("runs"))
+        jobs.extend(find_models(args.weights_dir))
+
+    with session(args, check_inputs) as s:
+        return run_all(args, jobs, s)
 
 
 def find_models(weights_dir: Path) -> list[tuple[str, Path, int]]:
     """(registry name, converted folder, img_size) for every converted model under ``weights_dir``."""
-    from ..models.factory import WEIGHTS_FILE
-
     if not weights_dir.is_dir():
         raise SenetZooError(weights_dir, "no such directory (--weights-dir takes convert --all's --output-root)")
     jobs = []
@@ -44,8 +60,6 @@ def _finished(output: Path, weights: Path, evalset, args: argparse.Namespace, pr
     """The record at ``output`` when it is this setting's, done with these inputs and options that change
     what it reports (bad images skipped, ReaL results); else None. Batch size and workers change no
     prediction (tests/test_validation_exact.py), so a record made with others still counts."""
-    from ..models.factory import resolve_weights
-
     try:
         record = jsonio.load_path(output)
     except (OSError, ValueError):
@@ -66,11 +80,8 @@ def _finished(output: Path, weights: Path, evalset, args: argparse.Namespace, pr
     return record if same else None
 
 
-def run_all(args: argparse.Namespace, jobs, device, precision, numerics, evalset, real, dist, log) -> int:
-    import torch
-
-    from .runner import validate_one
-
+def run_all(args: argparse.Namespace, jobs: list[tuple[str, Path, int]], s: Session) -> int:
+    precision, evalset, dist, log = s.precision, s.evalset, s.dist, s.log
     out_dir = args.output_dir or Path("runs")
     rows = []
     for i, (name, folder, size) in enumerate(jobs, 1):
@@ -80,16 +91,14 @@ def run_all(args: argparse.Namespace, jobs, device, precision, numerics, evalset
         one.weights_dir = one.output_dir = None  # the record's command is this one run, as typed on its own
         one._entry = f"{getattr(args, '_entry', 'senet-zoo validate')}"
         log(f"\n[{i}/{len(jobs)}] {name} at {size}")
-        record = _finished(output, folder, evalset, args, precision, real is not None) if dist.is_main else None
-        from . import distributed
-
+        record = _finished(output, folder, evalset, args, precision, s.real is not None) if dist.is_main else None
         done = distributed.broadcast_object(record is not None, dist)
         if done:
             log(f"{output}: already validated with these weights and images ({record['verdict'] if record else ''})")
         else:
             one.resume = args.resume or sibling(output, ".progress.npz").is_file()
-            _, record = validate_one(one, device, precision, numerics, evalset, real, dist, log)
-            if device.type == "cuda":
+            _, record = validate_one(one, s)
+            if s.device.type == "cuda":
                 torch.cuda.empty_cache()
         rows.append((name, size, output, record))
     if not dist.is_main:

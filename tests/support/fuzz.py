@@ -97,10 +97,10 @@ def _structure(weights, state) -> tuple:
 
 
 def read_labels(path: Path, fmt: str) -> dict[str, int]:
-    from senet_zoo.validation import data
+    from senet_zoo.validation import labels as label_files
 
-    mapping, _, read_fmt = data.read_label_file(path, fmt)
-    data._cross_check(path, read_fmt, mapping)
+    mapping, _, read_fmt = label_files.read_label_file(path, fmt)
+    label_files.cross_check(path, read_fmt, mapping)
     bad = [(k, v) for k, v in mapping.items() if not isinstance(k, str) or type(v) is not int or not 0 <= v < 1000]
     if bad:
         raise StructureChange(f"label {bad[0]!r} accepted")
@@ -189,13 +189,13 @@ def worker_main(folder: str) -> None:
     import h5py  # noqa: F401 - imported (with torch, below) before the address-space cap is taken
 
     import senet_zoo.converters.convert  # noqa: F401
-    from senet_zoo.validation import data
+    from senet_zoo.validation import labels as label_files
 
     folder = Path(folder)
     paths = {p.name.split(".", 1)[0]: p for p in folder.glob("seeds/*")}
     seeds = {name: p.read_bytes() for name, p in paths.items()}
     structure = seed_structures(paths)
-    data.imagenet_classes_labels()  # cached once, as in a real run
+    label_files.imagenet_classes_labels()  # cached once, as in a real run
     with open("/proc/self/statm") as f:
         mapped = int(f.read().split()[0]) * os.sysconf("SC_PAGE_SIZE")
     resource.setrlimit(resource.RLIMIT_AS, (mapped + ADDRESS_SPACE_MARGIN, resource.RLIM_INFINITY))

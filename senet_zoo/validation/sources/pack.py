@@ -15,7 +15,7 @@ import os
 import tarfile
 from pathlib import Path
 
-from ..files import atomic_path
+from ...files import atomic_path
 
 
 def write_tar(root: Path, names: list[str], dest: Path, top: str = "") -> Path:

@@ -11,9 +11,9 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from .. import classes
-from ..errors import SenetZooError
-from .preprocess import BadImage
+from ... import classes
+from ...errors import SenetZooError
+from ...images.preprocess import BadImage
 
 KEEP_ROW_GROUPS = 2
 

@@ -12,7 +12,8 @@ import fnmatch
 import re
 from pathlib import Path
 
-from ..errors import SenetZooError
+from ...errors import SenetZooError
+from ...hf_errors import one_line
 
 PREFIX = "hf://datasets/"
 SPLIT_PATTERN = "validation-*.parquet"
@@ -36,8 +37,6 @@ def download(uri: str) -> tuple[list[Path], str]:
     from huggingface_hub.errors import (
         GatedRepoError, HfHubHTTPError, LocalEntryNotFoundError, OfflineModeIsEnabled, RepositoryNotFoundError,
         RevisionNotFoundError)
-
-    from ..hub.hf import one_line
 
     repo_id, revision = parse(uri)
     where = f"{PREFIX}{repo_id}@{revision}"

@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from .preprocess import read_file
+from ...images.preprocess import read_file
 
 
 class FolderReader:

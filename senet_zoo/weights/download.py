@@ -12,11 +12,12 @@ import re
 from pathlib import Path
 from typing import Callable
 
-from .. import __version__, registry
+from .. import registry
+from ..version import __version__
 from ..errors import SenetZooError
 from ..files import sha256_file
-from .gate import CONFIG_FILE, WEIGHTS_FILE, read_weights
-from .hf import one_line
+from ..hf_errors import one_line
+from .folder import CONFIG_FILE, WEIGHTS_FILE, read_weights
 
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
 

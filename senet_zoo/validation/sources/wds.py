@@ -13,9 +13,9 @@ import os
 import re
 from pathlib import Path
 
-from .. import classes
-from ..errors import SenetZooError
-from .tar_source import TarReader, tar_members
+from ... import classes
+from ...errors import SenetZooError
+from .tar import TarReader, tar_members
 
 IMAGE_EXTS = ("jpg", "jpeg", "png", "webp")
 VAL_STEM = re.compile(r"ILSVRC2012_val_\d{8}")

@@ -1,0 +1,114 @@
+"""``--data`` to a ``Source``: what the user holds, detected by content, never by name.
+
+A folder; a tar file read in place (the original ``ILSVRC2012_img_val.tar`` or a tar of an ImageFolder tree);
+WebDataset shards (a tar with ``KEY.cls`` members, a folder of such ``*.tar``, or a brace pattern
+``val-{000000..000063}.tar``); parquet files in the Hub's layout (a file or a folder of ``*.parquet``);
+``hf://datasets/OWNER/NAME[@REVISION]`` (downloaded, then parquet). Each branch hands over to its reader's
+module; the heavy backends (pyarrow, huggingface_hub) are imported only by the branch that needs them.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ...errors import SenetZooError
+from . import hf, parquet, tar, wds
+from .folder import FolderReader
+from .layout import _is_image, classify, discover
+
+
+@dataclass
+class Source:
+    """What ``--data`` holds, before the subset and the labels are chosen."""
+    kind: str                        # folder | tar | wds | parquet
+    root: Path
+    layout: str                      # flat | imagefolder
+    names: list[str]                 # sorted
+    make_reader: object              # names -> reader
+    labels: dict[str, int] | None = None   # labels the source carries (.cls, parquet label)
+    label_source: str | None = None
+    uri: str | None = None
+    notes: list[str] = field(default_factory=list)
+
+
+def open_source(data: str | os.PathLike, index_dir: str | os.PathLike | None = None) -> Source:
+    """Detect what ``--data`` is by its content and list its images (see the module docstring)."""
+    text = os.fspath(data)
+    if hf.is_hf_uri(text):
+        files, uri = hf.download(text)
+        return _parquet(files, files[0].parent, uri)
+    if wds.BRACE.search(text):
+        shards = [Path(p) for p in wds.expand_braces(text)]
+        missing = [p for p in shards if not p.is_file()]
+        if missing:
+            raise SenetZooError(missing[0], f"no such shard ({len(missing)} of the {len(shards)} shards of "
+                                f"{Path(text).name} are missing)")
+        return _wds(shards, Path(text), index_dir)
+    root = Path(text)
+    if root.is_file():
+        kind = tar.sniff(root)
+        if kind == "parquet":
+            return _parquet([root], root)
+        if kind in ("tar", "compressed"):
+            if wds.is_shard(root, index_dir):
+                return _wds([root], root, index_dir)
+            return _tar(root, index_dir)
+        discover(root)  # raises: not a directory, tar or parquet file
+    if root.is_dir():
+        try:
+            entries = sorted(e.name for e in os.scandir(root) if not e.name.startswith(".") and e.is_file())
+        except OSError as e:
+            raise SenetZooError(root, f"cannot list directory ({e.strerror})") from None
+        if not any(_is_image(n) for n in entries):
+            tars = [root / n for n in entries if n.lower().endswith(".tar")]
+            parquets = [root / n for n in entries if n.lower().endswith(".parquet")]
+            if tars and parquets:
+                raise SenetZooError(root, f"holds both tar ({tars[0].name}, ...) and parquet files "
+                                    f"({parquets[0].name}, ...); point --data at one of them")
+            if parquets:
+                return _parquet(parquets, root)
+            if tars:
+                for t in tars:
+                    if not wds.is_shard(t, index_dir):
+                        raise SenetZooError(t, "not a WebDataset shard (no KEY.cls members); pass a single tar "
+                                            "file as --data to read its images by name")
+                return _wds(tars, root, index_dir)
+    layout, names = discover(root)
+    return Source("folder", root, layout, names, lambda chosen: FolderReader(root, chosen))
+
+
+def _tar(path: Path, index_dir) -> Source:
+    members = {m[0]: m for m in tar.tar_members(path, index_dir)}
+    layout, names, prefix = classify(path, list(members))
+    entries = {n: (0, *members[prefix + n]) for n in names}
+    return Source("tar", path, layout, names,
+                   lambda chosen: tar.TarReader([str(path)], [entries[n] for n in chosen]))
+
+
+def _wds(shards: list[Path], root: Path, index_dir) -> Source:
+    names, entries, labels = wds.scan_shards(shards, index_dir)
+    source = (f"WebDataset .cls members of {len(shards)} shard{'s' if len(shards) > 1 else ''} (sorted-wnid "
+              "indices, as timm/imagenet-1k-wds)")
+    return Source("wds", root, "flat", names, lambda chosen: wds.shard_reader(shards, chosen, entries),
+                   labels, source)
+
+
+def _parquet(files: list[Path], root: Path, uri: str | None = None) -> Source:
+    notes = []
+    stems = [f.name for f in files]
+    split = [f for f in files if f.name.startswith("validation")]
+    if not root.is_dir():  # a file named on the command line is read whatever its name
+        pass
+    elif split and len(split) < len(files):  # the Hub's data/ folder holds every split: evaluate on validation
+        notes.append(f"read the {len(split)} validation-*.parquet of {len(files)} parquet files")
+        files = split
+    elif any(n.startswith(("train", "test")) for n in stems) and not split:
+        raise SenetZooError(root, f"holds {stems[0]}, ... but no validation-*.parquet: point --data at the "
+                            "validation split")
+    names, entries, labels = parquet.scan_files(files)
+    source = (f"parquet label column of {len(files)} file{'s' if len(files) > 1 else ''} (sorted-wnid indices, "
+              "as the Hub's imagenet-1k)")
+    return Source("parquet", root, "flat", names,
+                   lambda chosen: parquet.ParquetReader(files, [entries[n] for n in chosen], chosen),
+                   labels, source, uri, notes)
