@@ -25,9 +25,9 @@ import numpy as np
 from google.protobuf import message as _pb_message
 from google.protobuf import text_format
 
-from ..errors import SenetZooError
-from ..files import atomic_path
-from . import caffe_pb2
+from ...errors import SenetZooError
+from ...files import atomic_path
+from .. import caffe_pb2
 
 __all__ = [
     "CaffeLayer", "CaffeNet", "read_prototxt", "read_weights", "write_caffemodel", "write_caffemodel_h5",
