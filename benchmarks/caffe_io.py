@@ -73,15 +73,15 @@ def write_nonpacked(net, path: Path) -> None:
     """The same net with every float as its own tagged record (protobuf's non-packed encoding), built with numpy."""
     import numpy as np
 
-    from senet_zoo.converters import caffe_io
+    from senet_zoo.converters.caffe_io import schema, wire
 
     def varint(v):
-        return caffe_io._encode_varint(v)
+        return wire._encode_varint(v)
 
     with open(path, "wb") as f:
         f.write(b"\x0a" + varint(len(net.name)) + net.name.encode())
         for layer in net.layers:
-            rest = caffe_io._layer_message(layer).SerializeToString()
+            rest = schema._layer_message(layer).SerializeToString()
             blobs = []
             for b in layer.blobs:
                 records = np.empty((b.size, 5), np.uint8)

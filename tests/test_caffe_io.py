@@ -10,6 +10,7 @@ import pytest
 from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
 
 from senet_zoo.converters import caffe_io, caffe_pb2
+from senet_zoo.converters.caffe_io import wire
 from senet_zoo.errors import SenetZooError
 
 RELEASE = Path(__file__).resolve().parents[1].parent / "shared" / "senet-release"
@@ -299,7 +300,7 @@ def test_reads_v1_written_by_protobuf(tmp_path):
 
 
 def _top_level_boundaries(data: bytes) -> set[int]:
-    return {0} | {end for *_, end in caffe_io._fields(data, 0, len(data), len(data))}
+    return {0} | {end for *_, end in wire._fields(data, 0, len(data), len(data))}
 
 
 @pytest.mark.parametrize("packed", [True, False], ids=["packed", "non-packed"])

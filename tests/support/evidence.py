@@ -12,6 +12,7 @@ import numpy as np
 
 from senet_zoo import registry
 from senet_zoo.converters import caffe_io
+from senet_zoo.converters.caffe_io import wire
 from senet_zoo.converters.convert import caffe_blob_shapes
 from senet_zoo.converters.release_layout import parameter_layers, write_release_prototxt
 
@@ -64,7 +65,7 @@ def seeded_release(model: str, folder: Path, seed: int = 0) -> tuple[Path, Path,
 # benchmarks/hostile.py.
 
 def wire_varint(value: int) -> bytes:
-    return caffe_io._encode_varint(value)
+    return wire._encode_varint(value)
 
 
 def wire_field(number: int, payload: bytes) -> bytes:
