@@ -31,10 +31,16 @@ from senet_zoo.errors import SenetZooError
 if kind == "weights":
     from senet_zoo.converters import caffe_io
 elif kind == "image":
-    from senet_zoo.images.preprocess import BadImage, Preprocessing
+    try:
+        from senet_zoo.images.preprocess import BadImage, Preprocessing
+    except ImportError:  # a tree before the images/ package
+        from senet_zoo.validation.preprocess import BadImage, Preprocessing
 else:
     from pathlib import Path
-    from senet_zoo.validation import labels as label_files
+    try:
+        from senet_zoo.validation import labels as label_files
+    except ImportError:  # a tree before validation/labels.py
+        from senet_zoo.validation import data as label_files
 print(json.dumps({"import_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}), flush=True)
 t = time.perf_counter()
 try:
