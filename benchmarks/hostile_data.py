@@ -3,8 +3,10 @@ tree and another, with the same files in the same run.
 
     .venv/bin/python benchmarks/hostile_data.py [--before TREE] [--only TEXT] [--timeout 60] [--memory-gb 8]
 
-Each case builds its data in a scratch folder (``CASES``: name -> builder) and says what extracting it would
-give (``expect``: the top-1/top-5 errors in % of a correct reading, or ``"refused"``). Every tree runs the real
+Each case builds its data in a scratch folder (``CASES``: name -> builder) and says what a correct reading
+gives (``expect``): ``"refused"`` (exit 2, no record), a (top-1, top-5) pair in %, or the argv of the
+reference reading (typically ``--data`` on the folder that extracting the archive gives), which this tree runs
+once to get the pair. Every tree runs the real
 command, ``python -m senet_zoo.validation ARGS`` on the CPU (``PYTHONPATH=TREE``), in a fresh process under a
 wall-clock timeout and an ``RLIMIT_AS`` cap; peak RSS is the kernel's ``ru_maxrss`` of that child
 (``os.wait4``), known even when it is killed. The weights are a converted synthetic SE-ResNet-50 (seeded,
@@ -128,6 +130,13 @@ def main() -> None:
             folder = tmp / f"case{i}"
             folder.mkdir()
             argv, expect = case.build(folder, weights)
+            if isinstance(expect, list):  # the reference reading, by this tree
+                ref_dir = folder / "reference"
+                ref_dir.mkdir()
+                ref = run(ROOT, expect, weights, ref_dir, args.timeout, memory)
+                if ref["numbers"] is None:
+                    raise SystemExit(f"{case.name}: the reference reading failed: {ref['message']}")
+                expect = ref["numbers"][:2]
             cells = [case.name, "refused (exit 2)" if expect == "refused" else f"{expect[0]:.2f}/{expect[1]:.2f}"]
             for label, tree in trees:
                 work = folder / f"run-{label}"
