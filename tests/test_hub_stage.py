@@ -97,6 +97,14 @@ def test_timm_loads_the_staged_folder_with_our_outputs(staged, validated):
     theirs = timm.create_model(f"local-dir:{staged}", pretrained=True).eval()
     ours = senet_zoo.create_model("se_resnet50", pretrained=weights)
     assert theirs.pretrained_cfg["mean"] == ours.pretrained_cfg["mean"]
+    # timm's label metadata round-trips: names in output order, descriptions keyed by them, as timm's own
+    # ImageNetInfo has them; timm's CustomDatasetInfo accepts the pair (it refuses a name without description)
+    names, descriptions = theirs.pretrained_cfg["label_names"], theirs.pretrained_cfg["label_descriptions"]
+    info = timm.data.ImageNetInfo()
+    assert list(names) == list(info.label_names()) and list(descriptions) == list(names)
+    assert descriptions == info.label_descriptions(as_dict=True)
+    custom = timm.data.CustomDatasetInfo(label_names=names, label_descriptions=descriptions)
+    assert custom.index_to_description(1) == "goldfish, Carassius auratus"
     x = torch.randn(2, 3, 96, 96, generator=torch.Generator().manual_seed(0))
     with torch.no_grad():
         assert torch.equal(theirs(x), ours(x))
