@@ -10,6 +10,7 @@ import functools
 from typing import TYPE_CHECKING
 
 from .. import registry
+from . import eval_results
 
 if TYPE_CHECKING:
     from .gate import GateDecision
@@ -56,8 +57,11 @@ def _ci(record, key: str) -> str:
     return f" [{ci[0]:.2f}, {ci[1]:.2f}]" if isinstance(ci, (list, tuple)) and len(ci) == 2 else ""
 
 
-def card_metadata(decision: "GateDecision", repo_id: str) -> "ModelCardData":  # noqa: F821
-    from huggingface_hub import EvalResult, ModelCardData
+def card_metadata(decision: "GateDecision", repo_id: str, file_names: dict | None = None,
+                  endpoint: str | None = None) -> "ModelCardData":  # noqa: F821
+    """The YAML header: ``huggingface_hub.ModelCardData`` for the plain keys, and our own ``model-index``
+    list (``eval_results.model_index``: one result per setting, each linking its own record)."""
+    from huggingface_hub import ModelCardData
 
     ckpt = registry.get(decision.model)
     timm_ok = ckpt.timm_architecture is not None
@@ -65,26 +69,18 @@ def card_metadata(decision: "GateDecision", repo_id: str) -> "ModelCardData":  #
             ARXIV_TAG]
     if timm_ok:
         tags.insert(1, "timm")
-    results = []
-    for size, check in sorted(decision.accepted.items()):   # measured here, by sound records only
-        if check.comparison == "reference":  # the stand-in's images are not ImageNet's: no claim about it
-            continue
-        r = check.record
-        for metric, err, label in (("accuracy", r.top1_err, "Top-1"), ("top_5_accuracy", r.top5_err, "Top-5")):
-            results.append(EvalResult(
-                task_type="image-classification", task_name="Image Classification",
-                dataset_type="imagenet-1k", dataset_name="ImageNet-1k (ILSVRC2012 validation)",
-                dataset_split="validation", metric_type=metric, metric_value=round(100.0 - err, 2),
-                metric_name=f"{label} accuracy ({size}x{size} centre crop)"))
-    return ModelCardData(
+    meta = ModelCardData(
         license="apache-2.0",
         library_name="timm" if timm_ok else OWN_LIBRARY,
         tags=tags,
-        datasets=["imagenet-1k"],
+        datasets=[eval_results.DATASET_ID],
+        metrics=["accuracy"],
         pipeline_tag="image-classification",
-        model_name=repo_id.split("/")[-1] if results else None,   # names the model-index entry only
-        eval_results=results or None,
     )
+    index = eval_results.model_index(decision, repo_id, file_names or {}, endpoint)
+    if index:
+        meta["model-index"] = index
+    return meta
 
 
 def _results_section(decision: "GateDecision") -> list[str]:
@@ -244,8 +240,9 @@ def _usage_section(decision: "GateDecision", repo_id: str) -> list[str]:
                 'image = Image.open("photo.jpg").convert("RGB")  # any photo',
                 "with torch.no_grad():",
                 "    top5 = model(transform(image).unsqueeze(0)).softmax(-1).topk(5)",
-                'labels = model.pretrained_cfg.get("label_names")  # WordNet IDs in output order',
-                "print([(labels[i] if labels else int(i), round(float(p), 3)) "
+                'labels = model.pretrained_cfg["label_names"]  # WordNet IDs in output order',
+                'names = model.pretrained_cfg["label_descriptions"]  # WordNet ID -> class name',
+                "print([(labels[i], names[labels[i]], round(float(p), 3)) "
                 "for p, i in zip(top5.values[0], top5.indices[0])])",
                 "```", "",
                 f"**Careful with the plain name** `{ckpt.timm_architecture}`: timm's own `pretrained_cfg` for it "
@@ -259,15 +256,18 @@ def _usage_section(decision: "GateDecision", repo_id: str) -> list[str]:
                 "print(timm.data.resolve_data_config({}, model=model))", "```", ""]
     else:
         out += [f"timm has no {ckpt.display_name} architecture; load it with senet-zoo.", ""]
-    out += ["Labels: `config.json` `label_names` holds the 1000 WordNet IDs in output order.", ""]
+    out += ["Labels: `config.json` `label_names` holds the 1000 WordNet IDs in output order and "
+            "`label_descriptions` their names (WordNet lemmas, as timm's `ImageNetInfo` gives them).", ""]
     return out
 
 
-def render_model_card(decision: "GateDecision", repo_id: str, file_names: dict | None = None) -> str:
-    """The README.md text; ``file_names`` maps ``id(record)`` to its name under ``validation/``."""
+def render_model_card(decision: "GateDecision", repo_id: str, file_names: dict | None = None,
+                      endpoint: str | None = None) -> str:
+    """The README.md text; ``file_names`` maps ``id(record)`` to its name under ``validation/``;
+    ``endpoint``: the Hub the links point to (default: huggingface_hub's, ``HF_ENDPOINT``)."""
     ckpt = registry.get(decision.model)
     file_names = file_names or {}
-    meta = card_metadata(decision, repo_id)
+    meta = card_metadata(decision, repo_id, file_names, endpoint)
     lines = ["---", meta.to_yaml(), "---", "",
              f"# {ckpt.display_name}: the Caffe release, converted to PyTorch", "",
              f"The released Caffe weights of **{ckpt.display_name}** ([{RELEASE_URL}]({RELEASE_URL})), "
