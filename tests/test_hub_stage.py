@@ -184,3 +184,37 @@ def test_run_demo_hub_stages_the_stand_in_and_loads_it_back_through_timm(tmp_pat
     card = ModelCard.load(staged / "README.md")
     assert not card.data.eval_results  # generated images: no ImageNet accuracy is claimed
     assert "compared with the reference runtime, not with the published errors" in card.text
+
+
+def test_the_card_shows_timms_port_beside_the_reproduction_and_says_what_differs(validated, tmp_path):
+    from huggingface_hub import ModelCard
+
+    from senet_zoo.hub.push import push
+    from senet_zoo.hub.records import find_records
+
+    weights, runs = validated
+    ported = tmp_path / "runs"
+    shutil.copytree(runs, ported)
+    port = {"origin": "timm", "timm_weights": "timm/legacy_seresnet50.in1k@" + "c" * 40,
+            "normalisation_from": "config.json"}
+    write_record(ported, weights, top1_err=22.55, top5_err=6.40, stem="se_resnet50-224-timm",
+                 weights_sha256="c" * 64, weights=port)
+    dest = tmp_path / "stage"
+    push("se_resnet50", weights, REPO_ID, find_records([ported]), dry_run=dest, log=lambda s: None,
+         endpoint="https://huggingface.co")
+    assert (dest / "validation" / "se_resnet50-224-timm.json").read_bytes() == \
+        (ported / "se_resnet50-224-timm.json").read_bytes()
+    card = ModelCard.load(dest / "README.md")
+    # the metadata claims this conversion's numbers only
+    assert [r.metric_value for r in card.data.eval_results] == [77.6, 93.66]
+    body = card.text
+    for needle in ("| **Reproduced here** (senet-zoo, 50,000 images, 95% CI) | **22.40**",
+                   "| timm's `legacy_seresnet50` weights (Cadene's port), same harness, caffe preprocessing, "
+                   "50,000 images | 22.55",
+                   "- timm's port, validation `validation/se_resnet50-224-timm.json`: checkpoint "
+                   "`timm/legacy_seresnet50.in1k@" + "c" * 40,
+                   "## Compared with timm's `legacy_seresnet50` weights",
+                   "(0.675, −0.720, −0.470)",
+                   "senet-zoo compare se_resnet50 --timm-weights timm/legacy_seresnet50.in1k",
+                   "senet-zoo validate --model se_resnet50 --timm-weights timm/legacy_seresnet50.in1k --data"):
+        assert needle in body, needle

@@ -212,3 +212,27 @@ def test_a_hub_id_is_fetched_through_huggingface_hub_with_its_config(ours, tmp_p
     cmp = relation.compare(state, ckpt.state, **{**KW, "theirs_mean": ckpt.mean, "theirs_std": ckpt.std})
     # the weights say ImageNet's mean/std, the repository's config another: said, not hidden
     assert cmp.notes and "is not the one the checkpoint is used with" in cmp.notes[0]
+
+
+def test_the_port_as_a_model_is_timms(ours, tmp_path):
+    """What validate --timm-weights runs: our architecture with the port's tensors and timm's normalisation,
+    equal to timm's own legacy_seresnet50 holding the same checkpoint."""
+    import timm
+    import torch
+
+    from senet_zoo.timm_weights.model import timm_model
+
+    _, state = ours
+    port = cadene_port(state)
+    ckpt = open_checkpoint(_save_pth(tmp_path / "port.pth", port))
+    model = timm_model("se_resnet50", ckpt)
+    assert model.pretrained_cfg["mean"] == list(IMAGENET_MEAN) and model.pretrained_cfg["std"] == list(IMAGENET_STD)
+    theirs = timm.create_model("legacy_seresnet50", pretrained=False).eval()
+    theirs.load_state_dict({k: torch.from_numpy(v) for k, v in port.items()}, strict=True)
+    x = torch.randn(2, 3, 64, 64, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        torch.testing.assert_close(model(x), theirs(x), rtol=1e-5, atol=1e-5)
+    bad = dict(port)
+    bad.pop("last_linear.bias")
+    with pytest.raises(Exception, match="is not a legacy_seresnet50 checkpoint \\(missing last_linear.bias"):
+        timm_model("se_resnet50", open_checkpoint(_save_safetensors(tmp_path / "bad.safetensors", bad)))

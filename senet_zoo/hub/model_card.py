@@ -108,6 +108,11 @@ def _results_section(decision: "GateDecision") -> list[str]:
         d1, d5 = r.get("delta", "top1_err"), r.get("delta", "top5_err")
         if d1 is not None and d5 is not None:
             out.append(f"| Reproduced − compared | {d1:+.2f} | {d5:+.2f} |")
+        for c in (c for c in decision.timm_port if c.record.img_size == size):
+            t = c.record
+            out.append(f"| timm's `{ckpt.timm_architecture}` weights (Cadene's port), same harness, "
+                       f"{t.get('preprocess', 'name')} preprocessing, {t.num_images:,} images | {_fmt(t.top1_err)}"
+                       f"{_ci(t, 'top1_err')} | {_fmt(t.top5_err)}{_ci(t, 'top5_err')} |")
         out += ["", f"Verdict: **{r.verdict}** against *{check.published_label or r.published_source}* "
                 f"(tolerance {r.get('tolerance_pp')} percentage points). Record: "
                 f"[`validation/{r.path.name}`](validation/{r.path.name}).", ""]
@@ -149,6 +154,13 @@ def _provenance_section(decision: "GateDecision", file_names: dict) -> list[str]
            "logits follow sorted WordNet IDs, like torchvision and timm).",
            f"- Weights: `model.safetensors`, {w.size:,} bytes, {w.num_tensors} tensors, sha256 `{w.sha256}`."]
     for r in decision.records:
+        if r.is_timm_port:
+            w_ = r.get("weights") or {}
+            out.append(f"- timm's port, validation `validation/{file_names.get(id(r), r.path.name)}`: checkpoint "
+                       f"`{w_.get('timm_weights')}` (sha256 `{w_.get('sha256')}`), normalised with mean "
+                       f"{r.get('preprocess', 'mean')} and std {r.get('preprocess', 'std')} "
+                       f"({w_.get('normalisation_from')}); same images and harness as this conversion's record.")
+            continue
         env = r.get("environment") or {}
         pre = r.get("preprocess") or {}
         data = r.get("data") or {}
@@ -162,6 +174,31 @@ def _provenance_section(decision: "GateDecision", file_names: dict) -> list[str]
             f"predictions in `validation/{r.get('predictions', 'file')}` (sha256 `{r.get('predictions', 'sha256')}`).")
     out.append("")
     return out
+
+
+def timm_difference(name: str) -> list[str]:
+    """What differs from timm's ``legacy_se*`` weights of the same caffemodel, why, and the commands that
+    measure it (the card's section; the README says the same)."""
+    ckpt = registry.get(name)
+    arch = ckpt.timm_architecture
+    hub_id = f"timm/{arch}.in1k"
+    return [
+        f"## Compared with timm's `{arch}` weights", "",
+        f"timm's `{arch}` weights are a 2018 port of the same caffemodel (Cadene's `pretrainedmodels`). The "
+        "port declares RGB input in [0, 1] normalised with ImageNet's mean (0.485, 0.456, 0.406) and std (0.229, "
+        "0.224, 0.225), where the release was trained on BGR 0–255 minus (104, 117, 123) with no std. To fit, "
+        "its first convolution's input channels are reversed (BGR → RGB) and scaled by 255 · std; the mean "
+        "difference (255 · mean − (123, 117, 104) = (0.675, −0.720, −0.470) on the 0–255 scale) can only be "
+        "absorbed by the first BatchNorm, and exactly only away from the zero-padded border. These weights keep "
+        "every caffemodel tensor as it is (conv1's channels reversed, classifier rows in sorted-wnid order) and "
+        "say Caffe's own normalisation in `config.json`, so with Caffe's preprocessing they compute what Caffe "
+        "computes.", "",
+        "Measure it yourself: tensor by tensor (identical, equal up to the input fold, BatchNorm folding, or "
+        "different with the largest difference), and on your copy of the validation set with the same images "
+        "and harness as this card's numbers:", "",
+        "```", f"pip install senet-zoo",
+        f"senet-zoo compare {name} --timm-weights {hub_id}",
+        f"senet-zoo validate --model {name} --timm-weights {hub_id} --data /path/to/ILSVRC2012_img_val", "```", ""]
 
 
 def _preprocessing_section(decision: "GateDecision") -> list[str]:
@@ -282,6 +319,8 @@ def render_model_card(decision: "GateDecision", repo_id: str, file_names: dict |
     lines += _provenance_section(decision, file_names)
     lines += _preprocessing_section(decision)
     lines += _usage_section(decision, repo_id)
+    if ckpt.timm_architecture:
+        lines += timm_difference(decision.model)
     lines += ["## Citation", "", "```bibtex", CITATION, "```", "",
               "License: the release is Apache-2.0; so are these converted weights.", ""]
     return "\n".join(lines)
