@@ -50,8 +50,11 @@ def entries(data: bytes) -> list[tuple[str, bytes, int]]:
 
 
 def build(items: list[tuple[str, bytes, int]]) -> bytes:
+    import warnings
+
     buf = io.BytesIO()
-    with zipfile.ZipFile(buf, "w") as z:
+    with zipfile.ZipFile(buf, "w") as z, warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)    # a duplicated entry is the mutation, not a mistake
         for name, raw, kind in items:
             z.writestr(zipfile.ZipInfo(name, DATE), raw, compress_type=kind)
     return buf.getvalue()
