@@ -159,6 +159,9 @@ def test_compare_command_on_a_pth_read_without_pickle(ours, tmp_path, capfd):
     assert any(l.startswith("layer0.conv1.weight") and "input fold" in l and "(58.395, 57.120, 57.375)" in l
                for l in lines)
     assert "THIS CONVERSION, FOLDED" in lines[-1]
+    table = lines[lines.index(next(l for l in lines if l.startswith("TENSOR"))) + 1:]
+    assert [l.split()[0] for l in table if l.strip() and not l.startswith(("tensors:", "  ", "THIS"))] == [
+        "layer0.conv1.weight", "layer0.bn1.running_mean"]
     doc = json.loads((tmp_path / "cmp.json").read_text())
     assert doc["counts"] == {"input fold": 2, "identical": len(state) - 55, "counter": 53}
     assert len(doc["tensors"]) == len(state)

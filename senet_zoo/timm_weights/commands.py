@@ -27,7 +27,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--weights", type=Path, metavar="PATH",
                    help="this conversion: a converted folder or its model.safetensors (default: the verified "
                         "Hub download)")
-    p.add_argument("--every-tensor", action="store_true", help="list identical tensors too")
+    p.add_argument("--every-tensor", action="store_true",
+                   help="list identical tensors and BatchNorm counters too (default: only the others)")
     p.add_argument("--json", type=Path, metavar="FILE", help="also write every tensor's relation as JSON")
     p.set_defaults(func=run, _entry="senet-zoo compare")
 
@@ -55,7 +56,8 @@ def fmt(values) -> str:
 
 
 def _table(rows, every: bool) -> list[str]:
-    shown = [r for r in rows if every or r.relation != "identical"]
+    # identical tensors and BatchNorm counters are counted in the summary, listed only with --every-tensor
+    shown = [r for r in rows if every or r.relation not in ("identical", "counter")]
     if not shown:
         return []
     width = max(len(r.name) for r in shown)
@@ -93,6 +95,9 @@ def run(args: argparse.Namespace) -> int:
     counts = cmp.counts()
     print()
     print("tensors: " + ", ".join(f"{k} {v}" for k, v in sorted(counts.items(), key=lambda kv: -kv[1])))
+    if counts.get("counter"):
+        print(f"  counter: {counts['counter']} num_batches_tracked absent or different (a training counter, no "
+              "effect in eval; 2018 checkpoints predate it)")
     for note in cmp.notes:
         print(f"note: {note}")
     print(cmp.verdict())
