@@ -92,4 +92,8 @@ def test_timm_weights_refuse_what_does_not_go_with_them(world, tmp_path, capsys)
     rc = cli.main(["validate", "--model", "se_bn_inception", "--timm-weights", str(pth), "--data", str(tmp_path),
                    "--device", "cpu", "--output", str(tmp_path / "y.json")])
     assert rc == 2 and "timm has no SE-BN-Inception weights" in capsys.readouterr().err
+    rc = cli.main(["validate", "--all", "--weights-dir", str(tmp_path), "--timm-weights", str(pth), "--data",
+                   str(tmp_path), "--device", "cpu"])
+    assert rc == 2 and "--all takes --weights-dir and --output-dir, not --model, --weights, --timm-weights" in \
+        capsys.readouterr().err
     assert not list(Path(tmp_path).glob("*.json"))
