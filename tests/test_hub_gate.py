@@ -176,3 +176,25 @@ def test_explicit_record_files_must_be_records(tmp_path):
     runs.mkdir()
     (runs / "other.json").write_text("[1, 2]")  # other JSON in runs/ is skipped
     assert find_records([runs]) == []
+
+
+TIMM_PORT = {"origin": "timm", "timm_weights": "timm/legacy_seresnet50.in1k@" + "c" * 40,
+             "normalisation_from": "config.json"}
+
+
+def test_a_record_of_timms_port_never_vouches_and_is_kept_for_the_card(weights, tmp_path):
+    runs = tmp_path / "runs"
+    # timm's port, reproducing the release numbers on the full set: it is not these weights
+    write_record(runs, weights, stem="se_resnet50-224-timm", weights_sha256="c" * 64, weights=TIMM_PORT)
+    d = gate(weights, runs)
+    assert not d.passed and "no validation record of SE-ResNet-50 at 224" in d.refusal
+    assert [c.record.path.name for c in d.timm_port] == ["se_resnet50-224-timm.json"]
+    write_record(runs, weights)
+    d = gate(weights, runs)
+    assert d.passed and d.accepted[224].record.path.name == "se_resnet50-224.json" and d.others == []
+    assert [r.path.name for r in d.records] == ["se_resnet50-224.json", "se_resnet50-224-timm.json"]
+    # a port's record that is not sound (another number than its predictions give) is not shown
+    bad = load_record(runs / "se_resnet50-224-timm.json")
+    data = dict(bad.data, results={**bad.data["results"], "top1_err": 30.0})
+    (runs / "se_resnet50-224-timm.json").write_text(json.dumps(data))
+    assert gate(weights, runs).timm_port == []

@@ -64,3 +64,24 @@ def test_report_without_chart(workspace, capfd):
 def test_a_named_records_folder_that_does_not_exist_is_an_error(tmp_path, capfd):
     rc, out, err = run_cli(["list", "--records", tmp_path / "nope"], capfd)
     assert rc == 2 and len(err.strip().splitlines()) == 1 and "no such folder of validation records" in err
+
+
+def test_report_and_list_put_timms_port_beside_this_conversion_not_in_its_place(workspace, capfd):
+    runs = workspace / "runs"
+    port = {"origin": "timm", "timm_weights": "timm/legacy_seresnet50.in1k@" + "c" * 40,
+            "normalisation_from": "timm's legacy_se* pretrained_cfg"}
+    write_record(runs, tiny_folder(workspace / "timm" / "se_resnet50"), top1_err=22.55, top5_err=6.40,
+                 stem="se_resnet50-224-timm", weights_sha256="c" * 64, weights=port,
+                 created="2030-01-01T00:00:00+00:00")               # newer than ours: must not replace it
+    md = workspace / "r.md"
+    rc, out, err = run_cli(["report", "--output", md, "--records", runs, "--no-chart"], capfd)
+    assert rc == 0, err
+    text = md.read_text()
+    assert "| SE-ResNet-50 (224) | 22.37 / 6.36 | 23.29 / 6.62 | **22.40 / 6.34**" in text
+    assert "| SE-ResNet-50 (224, timm's port) | 22.37 / 6.36 | 23.29 / 6.62 | **22.55 / 6.40**" in text
+    assert "## The release, this conversion and timm's port" in text
+    assert ("| SE-ResNet-50 (224) | 22.37 / 6.36 | 22.40 / 6.34 | **22.55 / 6.40** | +0.15 / +0.06 | "
+            "`se_resnet50-224.json`, `se_resnet50-224-timm.json` |") in text
+    rc, out, err = run_cli(["list", "--weights-root", workspace / "out", "--records", runs], capfd)
+    row = next(line for line in out.splitlines() if line.startswith("se_resnet50 "))
+    assert "224: 22.40/6.34 vs 22.37/6.36 REPRODUCED" in row and "22.55" not in row

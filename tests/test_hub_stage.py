@@ -47,12 +47,12 @@ def test_dry_run_writes_exactly_the_pushed_folder_and_uploads_nothing(validated,
                             "--records", runs, "--dry-run", dest], capfd)
     assert rc == 0, err
     files = sorted(p.relative_to(dest).as_posix() for p in dest.rglob("*") if p.is_file())
-    assert files == ["README.md", "config.json", "model.safetensors", "validation/se_resnet50-224-pil.json",
-                     "validation/se_resnet50-224-pil.npz", "validation/se_resnet50-224.json",
-                     "validation/se_resnet50-224.npz"]
+    assert files == [".eval_results/imagenet-1k-224.yaml", "README.md", "config.json", "model.safetensors",
+                     "validation/se_resnet50-224-pil.json", "validation/se_resnet50-224-pil.npz",
+                     "validation/se_resnet50-224.json", "validation/se_resnet50-224.npz"]
     for f in ("config.json", "model.safetensors"):
         assert (dest / f).read_bytes() == (weights / f).read_bytes()
-    for f in files[3:]:
+    for f in files[4:]:
         assert (dest / f).read_bytes() == (runs / f.split("/")[1]).read_bytes()
     assert "gate 224: REPRODUCED" in out and "nothing uploaded" in out
     assert TOKEN not in out + err
@@ -65,12 +65,11 @@ def test_model_card_yaml_parses_and_carries_the_records_numbers(staged, validate
     card = ModelCard.load(staged / "README.md")
     data = card.data
     assert data.license == "apache-2.0" and data.library_name == "timm"
-    assert data.pipeline_tag == "image-classification" and data.datasets == ["imagenet-1k"]
+    assert data.pipeline_tag == "image-classification" and data.datasets == ["ILSVRC/imagenet-1k"]
     assert {"timm", "image-classification", "senet-zoo"} <= set(data.tags)
-    results = {r.metric_type: r for r in data.eval_results}
-    assert results["accuracy"].metric_value == pytest.approx(100 - 22.40)
-    assert results["top_5_accuracy"].metric_value == pytest.approx(100 - 6.34)
-    assert results["accuracy"].dataset_type == "imagenet-1k" and results["accuracy"].dataset_split == "validation"
+    # the gate's record only: the PIL run is shown in the body, not claimed in the metadata
+    assert [(r.metric_type, r.metric_value, r.metric_args) for r in data.eval_results] == [
+        ("accuracy", 77.6, None), ("accuracy", 93.66, {"k": 5})]
     body = card.text
     weights, runs = validated
     meta = json.loads((weights / "config.json").read_text())["senet_zoo"]
@@ -97,6 +96,14 @@ def test_timm_loads_the_staged_folder_with_our_outputs(staged, validated):
     theirs = timm.create_model(f"local-dir:{staged}", pretrained=True).eval()
     ours = senet_zoo.create_model("se_resnet50", pretrained=weights)
     assert theirs.pretrained_cfg["mean"] == ours.pretrained_cfg["mean"]
+    # timm's label metadata round-trips: names in output order, descriptions keyed by them, as timm's own
+    # ImageNetInfo has them; timm's CustomDatasetInfo accepts the pair (it refuses a name without description)
+    names, descriptions = theirs.pretrained_cfg["label_names"], theirs.pretrained_cfg["label_descriptions"]
+    info = timm.data.ImageNetInfo()
+    assert list(names) == list(info.label_names()) and list(descriptions) == list(names)
+    assert descriptions == info.label_descriptions(as_dict=True)
+    custom = timm.data.CustomDatasetInfo(label_names=names, label_descriptions=descriptions)
+    assert custom.index_to_description(1) == "goldfish, Carassius auratus"
     x = torch.randn(2, 3, 96, 96, generator=torch.Generator().manual_seed(0))
     with torch.no_grad():
         assert torch.equal(theirs(x), ours(x))
@@ -177,3 +184,37 @@ def test_run_demo_hub_stages_the_stand_in_and_loads_it_back_through_timm(tmp_pat
     card = ModelCard.load(staged / "README.md")
     assert not card.data.eval_results  # generated images: no ImageNet accuracy is claimed
     assert "compared with the reference runtime, not with the published errors" in card.text
+
+
+def test_the_card_shows_timms_port_beside_the_reproduction_and_says_what_differs(validated, tmp_path):
+    from huggingface_hub import ModelCard
+
+    from senet_zoo.hub.push import push
+    from senet_zoo.hub.records import find_records
+
+    weights, runs = validated
+    ported = tmp_path / "runs"
+    shutil.copytree(runs, ported)
+    port = {"origin": "timm", "timm_weights": "timm/legacy_seresnet50.in1k@" + "c" * 40,
+            "normalisation_from": "config.json"}
+    write_record(ported, weights, top1_err=22.55, top5_err=6.40, stem="se_resnet50-224-timm",
+                 weights_sha256="c" * 64, weights=port)
+    dest = tmp_path / "stage"
+    push("se_resnet50", weights, REPO_ID, find_records([ported]), dry_run=dest, log=lambda s: None,
+         endpoint="https://huggingface.co")
+    assert (dest / "validation" / "se_resnet50-224-timm.json").read_bytes() == \
+        (ported / "se_resnet50-224-timm.json").read_bytes()
+    card = ModelCard.load(dest / "README.md")
+    # the metadata claims this conversion's numbers only
+    assert [r.metric_value for r in card.data.eval_results] == [77.6, 93.66]
+    body = card.text
+    for needle in ("| **Reproduced here** (senet-zoo, 50,000 images, 95% CI) | **22.40**",
+                   "| timm's `legacy_seresnet50` weights (Cadene's port), same harness, caffe preprocessing, "
+                   "50,000 images | 22.55",
+                   "- timm's port, validation `validation/se_resnet50-224-timm.json`: checkpoint "
+                   "`timm/legacy_seresnet50.in1k@" + "c" * 40,
+                   "## Compared with timm's `legacy_seresnet50` weights",
+                   "(0.675, −0.720, −0.470)",
+                   "senet-zoo compare se_resnet50 --timm-weights timm/legacy_seresnet50.in1k",
+                   "senet-zoo validate --model se_resnet50 --timm-weights timm/legacy_seresnet50.in1k --data"):
+        assert needle in body, needle

@@ -45,7 +45,9 @@ def pushed(hub, tmp_path_factory):
     from senet_zoo.hub.push import push
     from senet_zoo.hub.records import find_records
 
-    push("se_resnet50", weights, REPO_ID, find_records([runs]), dry_run=staged, log=lambda s: None)
+    # the same folder as the subprocess pushed: its links point to the Hub it was pushed to (HF_ENDPOINT)
+    push("se_resnet50", weights, REPO_ID, find_records([runs]), dry_run=staged, log=lambda s: None,
+         endpoint=hub.url)
     files = sorted(p.relative_to(staged).as_posix() for p in staged.rglob("*") if p.is_file())
     return SimpleNamespace(proc=proc, weights=weights, runs=runs, staged=staged, files=files,
                            sha=proc.stdout.strip().splitlines()[-1] if proc.stdout.strip() else None)

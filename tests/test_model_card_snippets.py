@@ -40,20 +40,31 @@ def staged(tmp_path_factory):
     runs = tmp_path_factory.mktemp("runs")
     write_record(runs, weights, top1_err=22.40, top5_err=6.34)
     folder = tmp_path_factory.mktemp("stage") / "se_resnet50"
-    push("se_resnet50", weights, REPO_ID, find_records([runs]), dry_run=folder, log=lambda s: None)
+    push("se_resnet50", weights, REPO_ID, find_records([runs]), dry_run=folder, log=lambda s: None,
+         endpoint="https://huggingface.co")
     return folder
 
 
 def test_card_metadata_parses_with_huggingface_hub(staged):
-    from huggingface_hub import ModelCard
+    from huggingface_hub import ModelCard, metadata_load
     from huggingface_hub.repocard_data import model_index_to_eval_results
 
     card = ModelCard.load(staged / "README.md")
     assert "arxiv:1709.01507" in card.data.tags
-    meta = yaml.safe_load((staged / "README.md").read_text().split("---", 2)[1])
+    meta = metadata_load(staged / "README.md")
+    assert meta["datasets"] == ["ILSVRC/imagenet-1k"] and meta["metrics"] == ["accuracy"]
     name, results = model_index_to_eval_results(meta["model-index"])
     assert name == "se_resnet50"
-    assert {r.metric_type: r.metric_value for r in results} == {"accuracy": 77.6, "top_5_accuracy": 93.66}
+    link = "https://huggingface.co/my-org/se_resnet50/blob/main/validation/se_resnet50-224.json"
+    assert [(r.task_type, r.dataset_type, r.dataset_split, r.dataset_revision, r.metric_type, r.metric_value,
+             r.metric_args, r.source_url) for r in results] == [
+        ("image-classification", "ILSVRC/imagenet-1k", "validation", None, "accuracy", 77.6, None, link),
+        ("image-classification", "ILSVRC/imagenet-1k", "validation", None, "accuracy", 93.66, {"k": 5}, link)]
+    assert [r.metric_name for r in results] == ["Top-1 accuracy (224x224 centre crop)",
+                                                "Top-5 accuracy (224x224 centre crop)"]
+    assert results[0].source_name == "senet-zoo validation record validation/se_resnet50-224.json"
+    assert (staged / "validation" / "se_resnet50-224.json").is_file()     # the link names a staged file
+    assert [(r.metric_value, r.source_url) for r in card.data.eval_results] == [(77.6, link), (93.66, link)]
     body = card.text
     for needle in ("| Parameters | 28.09 M (28,088,024) |", "| GMACs (multiply-adds at 224 × 224) | 3.86",
                    "| Image size | 224 × 224", "pip install senet-zoo",
@@ -82,7 +93,7 @@ CHECKS = [
     'assert abs(model.pretrained_cfg["mean"][0] - 123 / 255) < 1e-9, model.pretrained_cfg',
     'import os; assert sorted(os.listdir(folder)) == ["config.json", "model.safetensors"], os.listdir(folder)',
     'assert config["mean"][0] == 123 / 255 and config["interpolation"] == "bilinear"\n'
-    'assert all(str(labels[int(i)]).startswith("n") for i in top5.indices[0])',
+    'assert all(str(labels[int(i)]).startswith("n") and names[labels[int(i)]] for i in top5.indices[0])',
     'cfg = timm.data.resolve_data_config({}, model=model)\n'
     'assert cfg["mean"][0] == 123 / 255 and cfg["std"][0] == 1 / 255 and cfg["crop_pct"] == 0.875, cfg',
 ]

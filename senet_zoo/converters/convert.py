@@ -23,7 +23,10 @@ from . import caffe_layers
 from .release_layout import Layer, parameter_layers, release_layers
 
 # The version of the bytes ``convert`` writes: it goes up whenever the same caffemodel would give a different
-# model.safetensors or config.json (a validation record binds to their sha256), and only then.
+# model.safetensors (a validation record binds to its sha256) or a config.json whose input contract differs
+# (mean, std, sizes, class order), and only then. It is stored in model.safetensors, so a purely descriptive
+# addition to config.json (timm's label_descriptions) does not bump it: that would change the weights'
+# bytes, and void their records, for weights that did not change.
 # 0.2.0: a fixed safetensors header (sorted metadata keys), Caffe's exact blob rules.
 CONVERTER_VERSION = "0.2.0"
 

@@ -37,6 +37,7 @@ class GateDecision:
     weights: WeightsInfo
     accepted: dict[int, RecordCheck] = field(default_factory=dict)   # img_size -> the record that vouches
     others: list[RecordCheck] = field(default_factory=list)          # other sound records of these weights
+    timm_port: list[RecordCheck] = field(default_factory=list)       # sound records of timm's port: shown, never vouching
     refusals: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     forced_reason: str | None = None
@@ -51,8 +52,10 @@ class GateDecision:
 
     @property
     def records(self) -> list[Record]:
-        """Every sound record of these weights: the accepted ones first, then the others."""
-        return [self.accepted[size].record for size in sorted(self.accepted)] + [c.record for c in self.others]
+        """Every sound record published with these weights: the accepted ones first, then the others, then
+        timm's port's (the comparison the card shows)."""
+        return ([self.accepted[size].record for size in sorted(self.accepted)] + [c.record for c in self.others]
+                + [c.record for c in self.timm_port])
 
 
 def evaluate(name: str, weights_dir: str | Path, records: list[Record],
@@ -61,9 +64,12 @@ def evaluate(name: str, weights_dir: str | Path, records: list[Record],
     ckpt = registry.get(name)
     weights = weights or read_weights(weights_dir, name)
     decision = GateDecision(name, weights)
-    mine = [r for r in records if r.model == name]
+    mine = [r for r in records if r.model == name and not r.is_timm_port]
     checks = [check_record(r, weights.sha256, weights.converter_version, weights.source_sha256) for r in mine]
-    ignored = len(records) - len(mine)
+    ported = [check_record(r) for r in records if r.model == name and r.is_timm_port]
+    decision.timm_port = sorted((c for c in ported if c.sound and c.comparison in ("release", "paper")),
+                                key=lambda c: (c.record.img_size or 0, c.record.created))
+    ignored = len(records) - len(mine) - len(ported)
     if ignored:
         decision.notes.append(f"{ignored} record(s) of other models ignored")
 

@@ -80,7 +80,8 @@ def rows(weights_root: str | Path, records: list[Record]) -> list[Row]:
                 converted = f"{w.sha256[:12]}… (converter {w.converter_version})"
             except SenetZooError as e:
                 converted = f"invalid ({e.message})"
-        imagenet = [r for r in records if not r.is_reference_runtime]
+        # timm's port is another model's evidence (report and the card show it beside ours)
+        imagenet = [r for r in records if not r.is_reference_runtime and not r.is_timm_port]
         reference = [r for r in records if r.is_reference_runtime]
         columns = []
         for subset in (imagenet, reference):

@@ -10,6 +10,7 @@ import functools
 from typing import TYPE_CHECKING
 
 from .. import registry
+from . import eval_results
 
 if TYPE_CHECKING:
     from .gate import GateDecision
@@ -56,8 +57,11 @@ def _ci(record, key: str) -> str:
     return f" [{ci[0]:.2f}, {ci[1]:.2f}]" if isinstance(ci, (list, tuple)) and len(ci) == 2 else ""
 
 
-def card_metadata(decision: "GateDecision", repo_id: str) -> "ModelCardData":  # noqa: F821
-    from huggingface_hub import EvalResult, ModelCardData
+def card_metadata(decision: "GateDecision", repo_id: str, file_names: dict | None = None,
+                  endpoint: str | None = None) -> "ModelCardData":  # noqa: F821
+    """The YAML header: ``huggingface_hub.ModelCardData`` for the plain keys, and our own ``model-index``
+    list (``eval_results.model_index``: one result per setting, each linking its own record)."""
+    from huggingface_hub import ModelCardData
 
     ckpt = registry.get(decision.model)
     timm_ok = ckpt.timm_architecture is not None
@@ -65,26 +69,18 @@ def card_metadata(decision: "GateDecision", repo_id: str) -> "ModelCardData":  #
             ARXIV_TAG]
     if timm_ok:
         tags.insert(1, "timm")
-    results = []
-    for size, check in sorted(decision.accepted.items()):   # measured here, by sound records only
-        if check.comparison == "reference":  # the stand-in's images are not ImageNet's: no claim about it
-            continue
-        r = check.record
-        for metric, err, label in (("accuracy", r.top1_err, "Top-1"), ("top_5_accuracy", r.top5_err, "Top-5")):
-            results.append(EvalResult(
-                task_type="image-classification", task_name="Image Classification",
-                dataset_type="imagenet-1k", dataset_name="ImageNet-1k (ILSVRC2012 validation)",
-                dataset_split="validation", metric_type=metric, metric_value=round(100.0 - err, 2),
-                metric_name=f"{label} accuracy ({size}x{size} centre crop)"))
-    return ModelCardData(
+    meta = ModelCardData(
         license="apache-2.0",
         library_name="timm" if timm_ok else OWN_LIBRARY,
         tags=tags,
-        datasets=["imagenet-1k"],
+        datasets=[eval_results.DATASET_ID],
+        metrics=["accuracy"],
         pipeline_tag="image-classification",
-        model_name=repo_id.split("/")[-1] if results else None,   # names the model-index entry only
-        eval_results=results or None,
     )
+    index = eval_results.model_index(decision, repo_id, file_names or {}, endpoint)
+    if index:
+        meta["model-index"] = index
+    return meta
 
 
 def _results_section(decision: "GateDecision") -> list[str]:
@@ -112,6 +108,11 @@ def _results_section(decision: "GateDecision") -> list[str]:
         d1, d5 = r.get("delta", "top1_err"), r.get("delta", "top5_err")
         if d1 is not None and d5 is not None:
             out.append(f"| Reproduced − compared | {d1:+.2f} | {d5:+.2f} |")
+        for c in (c for c in decision.timm_port if c.record.img_size == size):
+            t = c.record
+            out.append(f"| timm's `{ckpt.timm_architecture}` weights (Cadene's port), same harness, "
+                       f"{t.get('preprocess', 'name')} preprocessing, {t.num_images:,} images | {_fmt(t.top1_err)}"
+                       f"{_ci(t, 'top1_err')} | {_fmt(t.top5_err)}{_ci(t, 'top5_err')} |")
         out += ["", f"Verdict: **{r.verdict}** against *{check.published_label or r.published_source}* "
                 f"(tolerance {r.get('tolerance_pp')} percentage points). Record: "
                 f"[`validation/{r.path.name}`](validation/{r.path.name}).", ""]
@@ -153,6 +154,13 @@ def _provenance_section(decision: "GateDecision", file_names: dict) -> list[str]
            "logits follow sorted WordNet IDs, like torchvision and timm).",
            f"- Weights: `model.safetensors`, {w.size:,} bytes, {w.num_tensors} tensors, sha256 `{w.sha256}`."]
     for r in decision.records:
+        if r.is_timm_port:
+            w_ = r.get("weights") or {}
+            out.append(f"- timm's port, validation `validation/{file_names.get(id(r), r.path.name)}`: checkpoint "
+                       f"`{w_.get('timm_weights')}` (sha256 `{w_.get('sha256')}`), normalised with mean "
+                       f"{r.get('preprocess', 'mean')} and std {r.get('preprocess', 'std')} "
+                       f"({w_.get('normalisation_from')}); same images and harness as this conversion's record.")
+            continue
         env = r.get("environment") or {}
         pre = r.get("preprocess") or {}
         data = r.get("data") or {}
@@ -166,6 +174,31 @@ def _provenance_section(decision: "GateDecision", file_names: dict) -> list[str]
             f"predictions in `validation/{r.get('predictions', 'file')}` (sha256 `{r.get('predictions', 'sha256')}`).")
     out.append("")
     return out
+
+
+def timm_difference(name: str) -> list[str]:
+    """What differs from timm's ``legacy_se*`` weights of the same caffemodel, why, and the commands that
+    measure it (the card's section; the README says the same)."""
+    ckpt = registry.get(name)
+    arch = ckpt.timm_architecture
+    hub_id = f"timm/{arch}.in1k"
+    return [
+        f"## Compared with timm's `{arch}` weights", "",
+        f"timm's `{arch}` weights are a 2018 port of the same caffemodel (Cadene's `pretrainedmodels`). The "
+        "port declares RGB input in [0, 1] normalised with ImageNet's mean (0.485, 0.456, 0.406) and std (0.229, "
+        "0.224, 0.225), where the release was trained on BGR 0–255 minus (104, 117, 123) with no std. To fit, "
+        "its first convolution's input channels are reversed (BGR → RGB) and scaled by 255 · std; the mean "
+        "difference (255 · mean − (123, 117, 104) = (0.675, −0.720, −0.470) on the 0–255 scale) can only be "
+        "absorbed by the first BatchNorm, and exactly only away from the zero-padded border. These weights keep "
+        "every caffemodel tensor as it is (conv1's channels reversed, classifier rows in sorted-wnid order) and "
+        "say Caffe's own normalisation in `config.json`, so with Caffe's preprocessing they compute what Caffe "
+        "computes.", "",
+        "Measure it yourself: tensor by tensor (identical, equal up to the input fold, BatchNorm folding, or "
+        "different with the largest difference), and on your copy of the validation set with the same images "
+        "and harness as this card's numbers:", "",
+        "```", f"pip install senet-zoo",
+        f"senet-zoo compare {name} --timm-weights {hub_id}",
+        f"senet-zoo validate --model {name} --timm-weights {hub_id} --data /path/to/ILSVRC2012_img_val", "```", ""]
 
 
 def _preprocessing_section(decision: "GateDecision") -> list[str]:
@@ -244,8 +277,9 @@ def _usage_section(decision: "GateDecision", repo_id: str) -> list[str]:
                 'image = Image.open("photo.jpg").convert("RGB")  # any photo',
                 "with torch.no_grad():",
                 "    top5 = model(transform(image).unsqueeze(0)).softmax(-1).topk(5)",
-                'labels = model.pretrained_cfg.get("label_names")  # WordNet IDs in output order',
-                "print([(labels[i] if labels else int(i), round(float(p), 3)) "
+                'labels = model.pretrained_cfg["label_names"]  # WordNet IDs in output order',
+                'names = model.pretrained_cfg["label_descriptions"]  # WordNet ID -> class name',
+                "print([(labels[i], names[labels[i]], round(float(p), 3)) "
                 "for p, i in zip(top5.values[0], top5.indices[0])])",
                 "```", "",
                 f"**Careful with the plain name** `{ckpt.timm_architecture}`: timm's own `pretrained_cfg` for it "
@@ -259,15 +293,18 @@ def _usage_section(decision: "GateDecision", repo_id: str) -> list[str]:
                 "print(timm.data.resolve_data_config({}, model=model))", "```", ""]
     else:
         out += [f"timm has no {ckpt.display_name} architecture; load it with senet-zoo.", ""]
-    out += ["Labels: `config.json` `label_names` holds the 1000 WordNet IDs in output order.", ""]
+    out += ["Labels: `config.json` `label_names` holds the 1000 WordNet IDs in output order and "
+            "`label_descriptions` their names (WordNet lemmas, as timm's `ImageNetInfo` gives them).", ""]
     return out
 
 
-def render_model_card(decision: "GateDecision", repo_id: str, file_names: dict | None = None) -> str:
-    """The README.md text; ``file_names`` maps ``id(record)`` to its name under ``validation/``."""
+def render_model_card(decision: "GateDecision", repo_id: str, file_names: dict | None = None,
+                      endpoint: str | None = None) -> str:
+    """The README.md text; ``file_names`` maps ``id(record)`` to its name under ``validation/``;
+    ``endpoint``: the Hub the links point to (default: huggingface_hub's, ``HF_ENDPOINT``)."""
     ckpt = registry.get(decision.model)
     file_names = file_names or {}
-    meta = card_metadata(decision, repo_id)
+    meta = card_metadata(decision, repo_id, file_names, endpoint)
     lines = ["---", meta.to_yaml(), "---", "",
              f"# {ckpt.display_name}: the Caffe release, converted to PyTorch", "",
              f"The released Caffe weights of **{ckpt.display_name}** ([{RELEASE_URL}]({RELEASE_URL})), "
@@ -282,6 +319,8 @@ def render_model_card(decision: "GateDecision", repo_id: str, file_names: dict |
     lines += _provenance_section(decision, file_names)
     lines += _preprocessing_section(decision)
     lines += _usage_section(decision, repo_id)
+    if ckpt.timm_architecture:
+        lines += timm_difference(decision.model)
     lines += ["## Citation", "", "```bibtex", CITATION, "```", "",
               "License: the release is Apache-2.0; so are these converted weights.", ""]
     return "\n".join(lines)

@@ -89,7 +89,7 @@ def push(name: str, weights_dir: str | Path, repo_id: str, records: list[Record]
         log("--force: not needed, the gate passed; the reason is not used")
 
     if dry_run is not None:
-        files = stage(decision, repo_id, dry_run)
+        files = stage(decision, repo_id, dry_run, endpoint=endpoint)
         log(f"dry run: wrote {len(files)} files to {dry_run} ({', '.join(files)}); nothing uploaded")
         return Path(dry_run)
 
@@ -100,7 +100,7 @@ def push(name: str, weights_dir: str | Path, repo_id: str, records: list[Record]
         progress = sys.stderr.isatty()
     with tempfile.TemporaryDirectory(prefix=".senet-zoo-push-") as tmp, _progress_bars(progress):
         folder = Path(tmp) / "stage"
-        files = stage(decision, repo_id, folder, link=True)
+        files = stage(decision, repo_id, folder, link=True, endpoint=endpoint)
         log(f"staged {len(files)} files: {', '.join(files)}")
         api = HfApi(endpoint=endpoint, library_name="senet-zoo", library_version=__version__)
         w = decision.weights

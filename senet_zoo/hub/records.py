@@ -83,6 +83,11 @@ class Record:
         return str(self.get("published", "source", default="") or "")
 
     @property
+    def is_timm_port(self) -> bool:
+        """A record of timm's legacy_se* port (``validate --timm-weights``), not of a conversion of ours."""
+        return self.get("weights", "origin") == "timm"
+
+    @property
     def is_reference_runtime(self) -> bool:
         return self.published_source.lower().startswith(REFERENCE_RUNTIME_PREFIX.strip().lower())
 

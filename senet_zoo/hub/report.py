@@ -37,7 +37,8 @@ class Entry:
             extra.append(str(r.get("preprocess", "name")))
         if r.get("precision") not in (None, "fp32"):
             extra.append(str(r.get("precision")))
-        return f"{ckpt.display_name} ({', '.join(extra)})"
+        port = f", timm's port" if r.is_timm_port else ""
+        return f"{ckpt.display_name} ({', '.join(extra)}{port})"
 
 
 def select(records: list[Record]) -> tuple[list[Entry], list[RecordCheck]]:
@@ -49,7 +50,7 @@ def select(records: list[Record]) -> tuple[list[Entry], list[RecordCheck]]:
         if not c.sound:
             unsound.append(c)
             continue
-        key = (r.model, r.img_size, r.get("preprocess", "name"), r.get("precision"))
+        key = (r.model, r.img_size, r.get("preprocess", "name"), r.get("precision"), r.is_timm_port)
         if key not in newest or r.created > newest[key].record.created:
             newest[key] = c
     order = {n: i for i, n in enumerate(registry.names())}
@@ -99,6 +100,29 @@ def _reference_table(entries: list[Entry]) -> list[str]:
     return lines + [""]
 
 
+def _side_by_side(entries: list[Entry]) -> list[str]:
+    """Release (published), this conversion and timm's port, per model, size, preprocessing and precision,
+    where a record of timm's port exists."""
+    ours = {_setting(e.record): e.record for e in entries if not e.record.is_timm_port}
+    lines = ["| Model (crop) | Published top-1 / top-5 | This conversion | timm's port | Port − conversion | "
+             "Records |", "| --- | --- | --- | --- | --- | --- |"]
+    for e in entries:
+        t = e.record
+        if not t.is_timm_port:
+            continue
+        c = ours.get(_setting(t))
+        diff = "–" if c is None else f"{t.top1_err - c.top1_err:+.2f} / {t.top5_err - c.top5_err:+.2f}"
+        label = e.label.replace(", timm's port", "")
+        lines.append(f"| {label} | {_pair(t.get('published', 'top1_err'), t.get('published', 'top5_err'))} | "
+                     f"{'–' if c is None else _pair(c.top1_err, c.top5_err)} | **{_pair(t.top1_err, t.top5_err)}** | "
+                     f"{diff} | {'' if c is None else f'`{c.path.name}`, '}`{t.path.name}` |")
+    return lines + [""]
+
+
+def _setting(r: Record) -> tuple:
+    return r.model, r.img_size, r.get("preprocess", "name"), r.get("precision")
+
+
 def _delta(r: Record) -> str:
     d1, d5 = r.get("delta", "top1_err"), r.get("delta", "top5_err")
     return f"{d1:+.2f} / {d5:+.2f}" if d1 is not None and d5 is not None else "–"
@@ -123,6 +147,12 @@ def render_markdown(entries: list[Entry], unsound: list[RecordCheck], chart_name
         refs = sorted({e.check.published_label for e in imagenet if e.check.published_label})
         if refs:
             lines += ["Published numbers: " + "; ".join(refs) + ".", ""]
+    if any(e.record.is_timm_port for e in imagenet):
+        lines += ["## The release, this conversion and timm's port", "",
+                  "timm's `legacy_se*` weights are Cadene's 2018 port of the same caffemodels, evaluated here "
+                  "with their own normalisation (ImageNet mean/std; `validate --timm-weights`) on the same "
+                  "images and through the same harness as this conversion. Errors in %, top-1 / top-5.", ""]
+        lines += _side_by_side(imagenet)
     if chart_name:
         lines += [f"![Published against reproduced errors]({chart_name})", ""]
     if reference:

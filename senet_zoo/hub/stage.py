@@ -5,6 +5,8 @@
     model.safetensors           the converted folder's, byte for byte (its sha256 is re-checked after staging)
     validation/<record>.json    every sound record of these weights, verbatim
     validation/<predictions>    the predictions file each record names (records refer to it by file name)
+    .eval_results/imagenet-1k-SIZE.yaml   the Hub's evaluation results, one per published setting
+                                (eval_results.py), each linking its record
 """
 from __future__ import annotations
 
@@ -16,6 +18,7 @@ from typing import TYPE_CHECKING
 from ..errors import SenetZooError
 from ..files import atomic_dir, sha256_file
 from ..weights.folder import CONFIG_FILE, WEIGHTS_FILE
+from .eval_results import EVAL_RESULTS_DIR, eval_result_files
 from .model_card import render_model_card
 
 if TYPE_CHECKING:
@@ -23,7 +26,7 @@ if TYPE_CHECKING:
 
 README_FILE = "README.md"
 VALIDATION_DIR = "validation"
-TOP_LEVEL = {README_FILE, CONFIG_FILE, WEIGHTS_FILE, VALIDATION_DIR}
+TOP_LEVEL = {README_FILE, CONFIG_FILE, WEIGHTS_FILE, VALIDATION_DIR, EVAL_RESULTS_DIR}
 
 
 def _place(src: Path, dst: Path, link: bool) -> None:
@@ -59,9 +62,11 @@ def _validation_names(decision: "GateDecision") -> tuple[dict[int, str], dict[st
     return record_names, predictions
 
 
-def stage(decision: "GateDecision", repo_id: str, dest: str | Path, link: bool = False) -> list[str]:
+def stage(decision: "GateDecision", repo_id: str, dest: str | Path, link: bool = False,
+          endpoint: str | None = None) -> list[str]:
     """Write the Hub folder for ``decision`` to ``dest`` (atomically) and return its files, relative and
-    sorted. An existing ``dest`` is replaced only if it is empty or an earlier staging."""
+    sorted. An existing ``dest`` is replaced only if it is empty or an earlier staging. ``endpoint``: the
+    Hub that the card's and the results' links to the records point to (default: huggingface_hub's)."""
     dest = Path(dest)
     if dest.exists():
         if not dest.is_dir():
@@ -70,9 +75,13 @@ def stage(decision: "GateDecision", repo_id: str, dest: str | Path, link: bool =
             raise SenetZooError(dest, "exists and holds other files; give an empty or new folder")
     w = decision.weights
     record_names, predictions = _validation_names(decision)
-    card = render_model_card(decision, repo_id, record_names)
+    card = render_model_card(decision, repo_id, record_names, endpoint)
+    results = eval_result_files(decision, repo_id, record_names, endpoint)
     with atomic_dir(dest) as tmp:
         (tmp / README_FILE).write_text(card, encoding="utf-8")
+        for rel, text in results.items():
+            (tmp / rel).parent.mkdir(exist_ok=True)
+            (tmp / rel).write_text(text, encoding="utf-8")
         shutil.copyfile(w.config_path, tmp / CONFIG_FILE)
         _place(w.weights_path, tmp / WEIGHTS_FILE, link)
         if decision.records:

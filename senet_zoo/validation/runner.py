@@ -57,9 +57,12 @@ def run_validation(args: argparse.Namespace) -> int:
     """``validate --model NAME``: one model at one setting."""
     def check_inputs(precision: str) -> None:
         ckpt = registry.get(args.model)
+        timm = check_timm_weights(args, ckpt)
         if args.output is None:
             size = int(args.img_size or pretrained_cfg(ckpt)["input_size"][-1])
             args.output = default_output(args.model, size, args.preprocess, precision, args.limit)
+            if timm:
+                args.output = sibling(args.output, "-timm.json")
         check_writable(args.output.parent)
         if args.weights is not None:
             resolve_weights(args.weights)
@@ -161,10 +164,11 @@ class _Loaded:
     prep: Preprocessing
     mean: list[float]
     std: list[float]
+    origin: dict | None = None       # what the record's weights section adds (timm's port: which weights)
 
 
 def _run(args, ckpt: registry.Checkpoint, s: Session, output: Path, made: list[Progress]) -> tuple[int, dict | None]:
-    run = _load(args, ckpt)
+    run = _load_timm(args, ckpt) if getattr(args, "timm_weights", None) else _load(args, ckpt)
     published = _published(args, ckpt, run.img_size)
     model, opts, prepared = _prepare(args, run, s)
     weights_sha256 = sha256_file(run.weights_file) if s.dist.is_main else None
@@ -195,7 +199,37 @@ def _load(args, ckpt: registry.Checkpoint) -> _Loaded:
     config and the registry's evaluation setting ask for."""
     weights_arg = Path(args.weights) if args.weights is not None else fetch_weights(args.model)
     weights_file, _config = resolve_weights(weights_arg)
-    model = create_model(args.model, pretrained=str(weights_arg))
+    return _setting(args, ckpt, create_model(args.model, pretrained=str(weights_arg)), weights_arg, weights_file)
+
+
+def check_timm_weights(args, ckpt: registry.Checkpoint) -> bool:
+    """Whether this run evaluates timm's port (``--timm-weights``); refuses what cannot go with it."""
+    if not getattr(args, "timm_weights", None):
+        return False
+    if args.weights is not None:
+        raise SenetZooError(None, "--timm-weights evaluates timm's weights: it does not go with --weights")
+    if ckpt.timm_architecture is None:
+        raise SenetZooError(None, f"{ckpt.name}: timm has no {ckpt.display_name} weights (--timm-weights)")
+    if args.expect_agreement:
+        raise SenetZooError(None, "--timm-weights is compared with the published errors, not --expect-agreement")
+    return True
+
+
+def _load_timm(args, ckpt: registry.Checkpoint) -> _Loaded:
+    """timm's port instead of our conversion: its weights in our architecture (timm's legacy_se* module names)
+    with its own normalisation (timm's mean/std), the rest of the run unchanged."""
+    from ..timm_weights.checkpoint import open_checkpoint
+    from ..timm_weights.model import timm_model
+
+    port = open_checkpoint(args.timm_weights)
+    run = _setting(args, ckpt, timm_model(args.model, port), port.file, port.file)
+    run.origin = {"origin": "timm", "timm_weights": port.source, "normalisation_from": port.normalisation_from}
+    return run
+
+
+def _setting(args, ckpt: registry.Checkpoint, model: torch.nn.Module, weights_arg: Path,
+             weights_file: Path) -> _Loaded:
+    """A loaded model with the preprocessing its config and the registry's evaluation setting ask for."""
     cfg = model.pretrained_cfg
     img_size = int(args.img_size or cfg["input_size"][-1])
     setting = ckpt.eval_setting(img_size)
@@ -295,7 +329,7 @@ def _record(args, ckpt: registry.Checkpoint, s: Session, run: _Loaded, opts: Eva
         "display_name": ckpt.display_name,
         "weights": {"path": str(Path(run.weights_arg).resolve()), "file": str(run.weights_file.resolve()),
                     "sha256": weights_sha256, "converter_version": meta.get("converter_version"),
-                    "source_sha256": meta.get("source_sha256")},
+                    "source_sha256": meta.get("source_sha256"), **(run.origin or {})},
         "data": data_section(s.evalset, opts.cache),
         "preprocess": run.prep.describe(run.mean, run.std),
         "img_size": run.img_size,

@@ -46,9 +46,9 @@ def check_args(args: argparse.Namespace) -> None:
     if args.output is not None and args.output.is_dir():
         raise SenetZooError(args.output, "is a directory; --output names the record file (e.g. runs/x.json)")
     if getattr(args, "all", False):
-        if args.model or args.weights or args.output or args.img_size:
+        if args.model or args.weights or args.output or args.img_size or getattr(args, "timm_weights", None):
             raise SenetZooError(None, "--all takes --weights-dir and --output-dir, not --model, --weights, "
-                                "--output or --img-size")
+                                "--timm-weights, --output or --img-size")
         if args.weights_dir is None:
             raise SenetZooError(None, "--all needs --weights-dir DIR (the parent folder convert --all wrote)")
     elif not args.model:

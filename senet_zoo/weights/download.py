@@ -66,6 +66,13 @@ def _download(repo_id: str, filename: str, revision: str, endpoint: str | None, 
     return path
 
 
+def hub_file(repo_id: str, filename: str, revision: str | None = None, *, endpoint: str | None = None,
+             cache_dir: str | Path | None = None) -> Path:
+    """One file of a Hub model repository through the usual cache (``HF_HUB_OFFLINE=1`` works from it);
+    every failure is one line naming ``repo_id@revision``. Nothing is verified: callers check what it is."""
+    return _download(repo_id, filename, revision or "main", endpoint, cache_dir)
+
+
 def _evict(path: Path) -> None:
     """Remove a cached file and the blob behind it (it failed verification)."""
     try:

@@ -8,7 +8,9 @@ of it chosen by a generator seeded with all three, so a case is replayed from th
 * caffemodels: ``probe_weights``, ``read_weights``, then ``convert.map_layers`` (what ``map_weights`` does
   for a registry model: matching by name, Caffe's blob rules, the tensor conversions) for the seed's small
   architecture (a registry model would cost seconds a case);
-* label files: ``read_label_file`` then ``_cross_check``, as ``load_eval_set`` does with ``--labels``.
+* label files: ``read_label_file`` then ``_cross_check``, as ``load_eval_set`` does with ``--labels``;
+* torch.save checkpoints: ``timm_weights.torch_zip.read_torch_zip``, as ``compare --timm-weights`` does; a
+  file it accepts must give named float/int arrays (a mutated file may legitimately hold other tensors).
 
 The oracle: the case succeeds or raises ``SenetZooError``; anything else is a failure, and so is a case over
 ``TIME_BOUND_S`` or over ``MEMORY_BOUND_BYTES`` of peak traced allocation (tracemalloc, into which numpy
@@ -107,6 +109,18 @@ def read_labels(path: Path, fmt: str) -> dict[str, int]:
     return mapping
 
 
+def read_checkpoint(path: Path) -> dict:
+    import numpy as np
+
+    from senet_zoo.timm_weights.torch_zip import read_torch_zip
+
+    state = read_torch_zip(path)
+    bad = [k for k, v in state.items() if type(k) is not str or not isinstance(v, np.ndarray) or v.dtype.kind not in "fiub"]
+    if bad:
+        raise StructureChange(f"accepted a non-tensor entry {bad[0]!r:.60}")
+    return state
+
+
 _KIND = re.compile(r"\d+|'[^']*'|\"[^\"]*\"|\([^()]*\)|\[[^\]]*\]|\{[^}]*\}|\(.*$")
 
 
@@ -149,6 +163,8 @@ def _oracle(fmt: str, seed_name: str, path: Path, structure: dict) -> dict:
             got = _structure(*convert_tiny(path))
             if got != structure[fmt]:
                 raise StructureChange(f"converted with another structure: {got} (seed: {structure[fmt]})")
+        elif fmt == "torch_zip":
+            read_checkpoint(path)
         else:
             read_labels(path, "json" if seed_name == "labels_json" else seed_name.split("_", 1)[1])
         result["outcome"] = "converted" if fmt in CAFFE_FORMATS else "accepted"
@@ -172,7 +188,7 @@ def _oracle(fmt: str, seed_name: str, path: Path, structure: dict) -> dict:
 
 def case_path(folder: Path, fmt: str, seed_name: str, index: int) -> Path:
     """Where a case's bytes are written: the label-file name says the format, as ``--labels`` wants."""
-    suffix = {"hdf5": ".caffemodel.h5", "labels_json": ".json"}.get(seed_name, ".caffemodel")
+    suffix = {"hdf5": ".caffemodel.h5", "labels_json": ".json", "torch_zip": ".pth"}.get(seed_name, ".caffemodel")
     if seed_name.startswith("labels_") and seed_name != "labels_json":
         suffix = ".txt"
     return folder / f"case-{fmt}-{index}{suffix}"
@@ -189,6 +205,7 @@ def worker_main(folder: str) -> None:
     import h5py  # noqa: F401 - imported (with torch, below) before the address-space cap is taken
 
     import senet_zoo.converters.convert  # noqa: F401
+    import senet_zoo.timm_weights.torch_zip  # noqa: F401
     from senet_zoo.validation import labels as label_files
 
     folder = Path(folder)

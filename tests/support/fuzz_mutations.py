@@ -1,7 +1,8 @@
 """Mutations of the fuzzer's seed files (``fuzz_seeds.py``): byte-level (flips, truncation, insertion,
 duplicated and deleted chunks), protobuf-aware (declared lengths, field tags, varint values, blob shapes,
 whole fields duplicated or deleted, bulk), HDF5 through h5py on a copy (shapes, dtypes, storage, names,
-attributes, links, nesting), and label-file text (odd digits, BOM, line breaks, nesting, huge numbers).
+attributes, links, nesting), label-file text (odd digits, BOM, line breaks, nesting, huge numbers), and
+torch.save checkpoints (``fuzz_torch_zip.py``: pickle opcodes and arguments, archive entries).
 
 ``case_input(fmt, seed, index, ...)`` is the one entry: a generator seeded with all three picks the mutation,
 so a case is rebuilt from those numbers alone."""
@@ -18,7 +19,8 @@ from .fuzz_seeds import TXT_LABEL_KINDS, _field, _varint
 
 CAFFE_FORMATS = ("v2_packed", "v2_unpacked", "v1", "hdf5")
 LABEL_FORMATS = ("labels_txt", "labels_json")
-FORMATS = CAFFE_FORMATS + LABEL_FORMATS
+CHECKPOINT_FORMATS = ("torch_zip",)      # timm's checkpoints (fuzz_torch_zip.py)
+FORMATS = CAFFE_FORMATS + LABEL_FORMATS + CHECKPOINT_FORMATS
 
 # ----------------------------------------------------------------------------------------------------------
 # Protobuf wire positions (for structure-aware mutations)
@@ -493,6 +495,11 @@ def case_input(fmt: str, seed: int, index: int, seeds: dict[str, bytes], scratch
     if fmt == "labels_json":
         data, what = mutate_label_json(rng, seeds["labels_json"])
         return data, what, "labels_json"
+    if fmt == "torch_zip":
+        from .fuzz_torch_zip import mutate_torch_zip
+
+        data, what = mutate_torch_zip(rng, seeds["torch_zip"], BYTE_MUTATIONS)
+        return data, what, "torch_zip"
     kind = rng.choice(TXT_LABEL_KINDS)
     data, what = mutate_label_txt(rng, seeds[f"labels_{kind}"])
     return data, what, f"labels_{kind}"

@@ -1,6 +1,6 @@
 """Seed files for the fuzzer (``fuzz.py``): a tiny caffemodel in each format Caffe wrote (binary V2 with packed
-blobs, V2 with one tag per value, V1 with the legacy 4-D blob dims, HDF5) and label files in each format
-``--labels`` reads. Built at run time from a fixed generator, so the bytes repeat on every run."""
+blobs, V2 with one tag per value, V1 with the legacy 4-D blob dims, HDF5), label files in each format
+``--labels`` reads, and a ``torch.save`` checkpoint (``fuzz_torch_zip.py``). Built at run time from a fixed generator, so the bytes repeat on every run."""
 from __future__ import annotations
 
 import dataclasses
@@ -140,4 +140,8 @@ def write_seeds(folder: Path) -> dict[str, Path]:
     for kind, raw in _label_seeds().items():
         paths[f"labels_{kind}"] = folder / f"labels_{kind}.{'json' if kind == 'json' else 'txt'}"
         paths[f"labels_{kind}"].write_bytes(raw)
+    from .fuzz_torch_zip import seed_bytes
+
+    paths["torch_zip"] = folder / "torch_zip.pth"
+    paths["torch_zip"].write_bytes(seed_bytes())
     return paths
