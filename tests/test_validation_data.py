@@ -281,6 +281,29 @@ def hub_flat(tmp_path) -> Path:
     return root
 
 
+# --limit 5 of images 1..60, worked out outside this code with coreutils:
+#   for i in $(seq 1 60); do n=$(printf 'ILSVRC2012_val_%08d.JPEG' $i); echo "$(printf %s $n | sha256sum) $n"; done \
+#     | LC_ALL=C sort | head -5
+# (images 49, 58, 4, 7, 3 by hash, here in name order)
+LIMIT_5 = ["ILSVRC2012_val_00000003.JPEG", "ILSVRC2012_val_00000004.JPEG", "ILSVRC2012_val_00000007.JPEG",
+           "ILSVRC2012_val_00000049.JPEG", "ILSVRC2012_val_00000058.JPEG"]
+
+
+def test_limit_is_the_smallest_sha256_of_the_names_in_name_order_in_every_form(flat, hub_flat, tmp_path):
+    assert data.load_eval_set(flat, limit=5).names == LIMIT_5
+    assert data.load_eval_set(hub_flat, limit=5).names == LIMIT_5
+    names = [hub_name(i) for i in range(N, 0, -1)]           # rows in another order
+    pq_file = write_parquet(tmp_path / "validation-00000-of-00001.parquet", names, [REF[val_name(i)] for i in
+                                                                                   range(N, 0, -1)])
+    s = data.load_eval_set(pq_file, limit=5)
+    assert s.names == LIMIT_5 and s.labels.tolist() == [REF[n] for n in LIMIT_5]
+    tree = tmp_path / "tree"
+    for i in range(1, N + 1):
+        (tree / WNIDS[REF[val_name(i)]]).mkdir(parents=True, exist_ok=True)
+        (tree / WNIDS[REF[val_name(i)]] / hub_name(i)).write_bytes(b"x")
+    assert sorted(n.split("/")[1] for n in data.load_eval_set(tree, limit=5).names) == LIMIT_5
+
+
 def test_hub_names_are_the_validation_images_for_labels_real_and_the_record(flat, hub_flat, tmp_path):
     plain = data.load_eval_set(flat)
     hub = data.load_eval_set(hub_flat)
