@@ -3,7 +3,7 @@
 A folder; a tar file read in place (the original ``ILSVRC2012_img_val.tar`` or a tar of an ImageFolder tree);
 WebDataset shards (a tar with ``KEY.cls`` members, a folder of such ``*.tar``, or a brace pattern
 ``val-{000000..000063}.tar``); parquet files in the Hub's layout (a file or a folder of ``*.parquet``);
-``hf://datasets/OWNER/NAME[@REVISION]`` (downloaded, then parquet). Each
+``hf://datasets/OWNER/NAME[@REVISION]`` (fetched and verified by ``hf``, then parquet or WebDataset). Each
 branch hands over to its reader's module; the heavy backends (pyarrow, huggingface_hub) are imported only by the
 branch that needs them. Whatever a source calls its images, they are listed under their canonical names
 (``val_names``): the Hub's ``ILSVRC2012_val_00000001_n01751748.JPEG`` is ``ILSVRC2012_val_00000001.JPEG``.
@@ -66,8 +66,12 @@ def _canonical(src: Source) -> Source:
 def _open(data: str | os.PathLike, index_dir: str | os.PathLike | None) -> Source:
     text = os.fspath(data)
     if hf.is_hf_uri(text):
-        files, uri = hf.download(text)
-        return _parquet(files, files[0].parent, uri)
+        split = hf.fetch(text)
+        src = (_wds(split.files, split.files[0].parent, index_dir) if split.kind == "wds"
+               else _parquet(split.files, split.files[0].parent))
+        src.uri = split.uri
+        src.notes.extend(split.notes)
+        return src
     if wds.BRACE.search(text):
         shards = [Path(p) for p in wds.expand_braces(text)]
         missing = [p for p in shards if not p.is_file()]
