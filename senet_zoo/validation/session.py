@@ -100,6 +100,8 @@ def session(args: argparse.Namespace, check_inputs: Callable[[str], None]) -> It
     evalset = load_eval_set(args.data, args.labels, args.label_format, args.limit,
                             index_dir=Path(cache) / "tar-index" if cache else None,
                             ground_truth=not args.expect_agreement)
+    for note in evalset.notes:  # what was read of --data, and how it was checked
+        log(f"data: {note}")
     real = metrics.load_real_labels(args.real_labels or None) if args.real_labels is not None else None
 
     dist = distributed.setup(device.type)

@@ -14,7 +14,9 @@ Two stdlib HTTP servers on 127.0.0.1 share one in-memory store:
 * the *cdn* (a different origin, so the client strips ``Authorization`` as it does for the real CDN and S3)
   takes LFS uploads (``PUT /upload/{oid}``, checking sha256 and size) and serves LFS blobs.
 
-Dataset repos (``FakeHub.add_dataset``) answer ``GET /api/datasets/{repo}[/revision/{rev}]`` and
+Dataset repos (``FakeHub.add_dataset``) answer ``GET /api/datasets/{repo}[/revision/{rev}]`` (with ``?blobs=true``,
+what ``files_metadata=True`` asks: each sibling's ``size``, ``blobId`` and ``lfs.sha256``),
+``GET /api/datasets/{repo}/tree/{rev}`` (what ``snapshot_download`` lists, one page) and
 ``HEAD``/``GET /datasets/{repo}/resolve/{rev}/{path}``; a gated one answers 401 (``X-Error-Code: GatedRepo``)
 without the token, as the Hub does for ImageNet.
 
@@ -136,10 +138,10 @@ class FakeHub:
         return self.lfs[entry.lfs_oid] if entry.lfs_oid else entry.data
 
     def add_dataset(self, repo_id: str, files: dict[str, bytes], gated: bool = True) -> str:
-        """A dataset repo with one commit of ``files`` (parquet and large files stored as LFS); its sha."""
+        """A dataset repo with one commit of ``files`` (parquet, tar and large files stored as LFS); its sha."""
         tree = {".gitattributes": Entry(data=GITATTRIBUTES, size=len(GITATTRIBUTES))}
         for path, data in files.items():
-            if path.endswith(".parquet") or len(data) > LFS_SIZE:
+            if path.endswith((".parquet", ".tar")) or len(data) > LFS_SIZE:
                 oid = hashlib.sha256(data).hexdigest()
                 self.lfs[oid] = data
                 tree[path] = Entry(lfs_oid=oid, size=len(data))
@@ -155,6 +157,15 @@ class FakeHub:
     def replace_lfs_object(self, oid: str, data: bytes) -> None:
         """Serve other bytes under an existing LFS oid (a compromised or broken storage)."""
         self.lfs[oid] = data
+
+
+def _blob_info(entry: Entry) -> dict:
+    """A file's metadata as the Hub's API gives it: the git blob id (of the pointer, for an LFS file), its size,
+    and for an LFS file the sha256 of its content."""
+    info = {"blobId": entry.etag, "size": entry.size}
+    if entry.lfs_oid:
+        info["lfs"] = {"sha256": entry.lfs_oid, "size": entry.size, "pointerSize": len(entry.pointer)}
+    return info
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -289,6 +300,8 @@ class _Handler(BaseHTTPRequestHandler):
             rest = parts[4:]
             if not rest or rest[0] == "revision":
                 return self._repo_info("/".join(parts[2:4]), "/".join(rest[1:]) or "main", self.hub.datasets)
+            if rest[0] == "tree" and len(rest) >= 2:
+                return self._tree("/".join(parts[2:4]), rest[1], "/".join(rest[2:]), self.hub.datasets)
         if parts[0] == "datasets" and len(parts) >= 6 and parts[3] == "resolve" and self.command in ("GET", "HEAD"):
             return self._resolve(f"{parts[1]}/{parts[2]}", parts[4], "/".join(parts[5:]), self.hub.datasets)
         if len(parts) >= 5 and parts[1].endswith(".git") and parts[2:5] == ["info", "lfs", "objects"]:
@@ -416,8 +429,31 @@ class _Handler(BaseHTTPRequestHandler):
         if found is None:
             return
         repo, sha = found
+        tree = repo.commits[sha]
+        if "blobs=true" in urlsplit(self.path).query.lower():   # files_metadata=True
+            siblings = [{"rfilename": p, **_blob_info(tree[p])} for p in sorted(tree)]
+        else:
+            siblings = [{"rfilename": p} for p in sorted(tree)]
         return self._json(200, {"id": repo_id, "modelId": repo_id, "sha": sha, "private": repo.private,
-                                "siblings": [{"rfilename": p} for p in sorted(repo.commits[sha])]})
+                                "siblings": siblings})
+
+    def _tree(self, repo_id: str, rev: str, folder: str, store: dict | None = None):
+        found = self._revision(repo_id, rev, store=store)
+        if found is None:
+            return
+        repo, sha = found
+        tree = repo.commits[sha]
+        prefix = folder.rstrip("/") + "/" if folder else ""
+        entries = []
+        for p in sorted(tree):
+            if p.startswith(prefix):
+                info = _blob_info(tree[p])
+                entry = {"type": "file", "path": p, "oid": info["blobId"], "size": info["size"]}
+                if "lfs" in info:
+                    entry["lfs"] = {"oid": info["lfs"]["sha256"], "size": info["lfs"]["size"],
+                                    "pointerSize": info["lfs"]["pointerSize"]}
+                entries.append(entry)
+        return self._json(200, entries)
 
     def _resolve(self, repo_id: str, rev: str, path: str, store: dict | None = None):
         found = self._revision(repo_id, rev, store=store)

@@ -9,7 +9,7 @@ carry labels (WebDataset ``.cls``, the parquet ``label`` column) hand them over 
 * ``factory``: ``open_source(--data)``, detected by content: which reader, which names, which labels;
 * ``layout``: flat vs ImageFolder, from a folder or a list of archive members;
 * ``folder``, ``tar``, ``wds``, ``parquet``: the readers; ``hf``: ``hf://datasets/...`` fetched through
-  huggingface_hub, then read as parquet;
+  huggingface_hub and verified in its cache (online or offline), then read as parquet or WebDataset shards;
 * ``pack``: writes an image folder as a tar, WebDataset shards or parquet (tests, benchmarks).
 
 May import the base modules and ``images``; nothing of ``validation`` above it.

@@ -3,8 +3,10 @@
 A folder; a tar file read in place (the original ``ILSVRC2012_img_val.tar`` or a tar of an ImageFolder tree);
 WebDataset shards (a tar with ``KEY.cls`` members, a folder of such ``*.tar``, or a brace pattern
 ``val-{000000..000063}.tar``); parquet files in the Hub's layout (a file or a folder of ``*.parquet``);
-``hf://datasets/OWNER/NAME[@REVISION]`` (downloaded, then parquet). Each branch hands over to its reader's
-module; the heavy backends (pyarrow, huggingface_hub) are imported only by the branch that needs them.
+``hf://datasets/OWNER/NAME[@REVISION]`` (fetched and verified by ``hf``, then parquet or WebDataset). Each
+branch hands over to its reader's module; the heavy backends (pyarrow, huggingface_hub) are imported only by the
+branch that needs them. Whatever a source calls its images, they are listed under their canonical names
+(``val_names``): the Hub's ``ILSVRC2012_val_00000001_n01751748.JPEG`` is ``ILSVRC2012_val_00000001.JPEG``.
 """
 from __future__ import annotations
 
@@ -12,6 +14,7 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ... import val_names
 from ...errors import SenetZooError
 from . import hf, parquet, tar, wds
 from .folder import FolderReader
@@ -30,14 +33,45 @@ class Source:
     label_source: str | None = None
     uri: str | None = None
     notes: list[str] = field(default_factory=list)
+    renamed: dict[str, str] = field(default_factory=dict)  # canonical name -> the source's own (Hub) name
 
 
 def open_source(data: str | os.PathLike, index_dir: str | os.PathLike | None = None) -> Source:
-    """Detect what ``--data`` is by its content and list its images (see the module docstring)."""
+    """Detect what ``--data`` is by its content and list its images under their canonical names
+    (``val_names``; see the module docstring)."""
+    return _canonical(_open(data, index_dir))
+
+
+def _canonical(src: Source) -> Source:
+    """The images under their canonical names: the Hub's ``ILSVRC2012_val_00000001_n01751748.JPEG`` becomes
+    ``ILSVRC2012_val_00000001.JPEG`` for everything above the source; the reader still gets its own names."""
+    own: dict[str, str] = {}
+    for name in src.names:
+        canonical = val_names.canonical(name)
+        if canonical in own:
+            raise SenetZooError(src.root, f"holds {own[canonical]} and {name}: the same validation image twice")
+        own[canonical] = name
+    renamed = {c: n for c, n in own.items() if c != n}
+    if not renamed:
+        return src
+    make_reader = src.make_reader
+    src.names = sorted(own)
+    src.make_reader = lambda chosen: make_reader([own[n] for n in chosen])
+    if src.labels is not None:
+        src.labels = {c: src.labels[n] for c, n in own.items()}
+    src.renamed = renamed
+    return src
+
+
+def _open(data: str | os.PathLike, index_dir: str | os.PathLike | None) -> Source:
     text = os.fspath(data)
     if hf.is_hf_uri(text):
-        files, uri = hf.download(text)
-        return _parquet(files, files[0].parent, uri)
+        split = hf.fetch(text)
+        src = (_wds(split.files, split.files[0].parent, index_dir) if split.kind == "wds"
+               else _parquet(split.files, split.files[0].parent))
+        src.uri = split.uri
+        src.notes.extend(split.notes)
+        return src
     if wds.BRACE.search(text):
         shards = [Path(p) for p in wds.expand_braces(text)]
         missing = [p for p in shards if not p.is_file()]
