@@ -9,12 +9,18 @@ step (W batches) every rank all-gathers the step's per-image top-5 predictions, 
 from __future__ import annotations
 
 import datetime
+import json
 import os
+import time
 from dataclasses import dataclass
 
 import torch
 
 from ..errors import SenetZooError
+from ..files import atomic_write_text
+
+# Set by torchrun's agent for each worker: a worker that fails may leave its reason there (JSON, "message").
+ERROR_FILE_ENV = "TORCHELASTIC_ERROR_FILE"
 
 
 @dataclass
@@ -96,3 +102,25 @@ def teardown(d: Dist) -> None:
 
         if dist.is_initialized():
             dist.destroy_process_group()
+
+
+def exit_status(rc: int, d: Dist, verdict_line: str | None) -> int:
+    """The exit code of this process once the run is done. Alone: ``rc``. Under torchrun only rank 0 carries
+    the verdict (the others exit 0: their predictions are rank 0's, and a second failed rank would only
+    lengthen the launcher's report).
+
+    torchrun reports any worker's non-zero exit as ``ChildFailedError``: its own traceback, printed after
+    our table, whose "Root Cause" entry shows the message the worker left in ``$TORCHELASTIC_ERROR_FILE``
+    (else a link to torch's docs). Rank 0 writes ``verdict_line`` there, so the launcher's report ends with
+    the verdict and says that exit 1 is the verdict, not a crash."""
+    if not d.enabled:
+        return rc
+    if not d.is_main:
+        return 0
+    path = os.environ.get(ERROR_FILE_ENV)
+    if rc and verdict_line and path:
+        try:
+            atomic_write_text(path, json.dumps({"message": verdict_line, "timestamp": int(time.time())}))
+        except OSError:
+            pass  # the report then shows torch's generic line; the table above still says it all
+    return rc

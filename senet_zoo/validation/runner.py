@@ -36,7 +36,7 @@ from .cache import DecodeCache
 from .evaluate import EvalOptions, Outcome, evaluate
 from .progress import Progress
 from .record import (FULL_VAL_IMAGES, REFERENCE_RUNTIME_PREFIX, SCHEMA, command_line, default_output, exit_code,
-                     format_table, sibling, verdict, write_predictions, write_record)
+                     format_table, sibling, verdict, verdict_line, write_predictions, write_record)
 from .session import Session, check_writable, session
 
 __all__ = ["run_validation", "validate_one", "prepare_model", "default_workers"]
@@ -66,7 +66,8 @@ def run_validation(args: argparse.Namespace) -> int:
             resolve_weights(args.weights)
 
     with session(args, check_inputs) as s:
-        return validate_one(args, s)[0]
+        rc, record = validate_one(args, s)
+        return distributed.exit_status(rc, s.dist, record and verdict_line(record, args.output))
 
 
 def environment(device: torch.device, world_size: int, numerics: dict) -> dict:
