@@ -80,3 +80,29 @@ def test_steady_state_starts_after_the_first_w_batches_and_ignores_validates_las
 def test_no_steady_rate_from_a_run_shorter_than_its_warm_up():
     r = rates([(5.0, 2), (6.0, 4)], 0.0, 6.0, warm_images=4, lagged=True)
     assert r["steady_images_per_s"] is None and "first 4 images" in r["steady_note"]
+
+
+def test_the_stop_handler_acts_in_the_checks_own_process_only(tmp_path):
+    """Forked children (DataLoader workers, the image pool, which its pool stops with SIGTERM) inherit the
+    handler: in them SIGTERM must kill as usual, not write and print the check's table."""
+    import os
+    import signal
+    import time
+
+    from gpu_check.budget import Check
+
+    check = Check(60, tmp_path / "out", {}, render=lambda c: "TABLE")
+    saved = {s: signal.getsignal(s) for s in (signal.SIGTERM, signal.SIGINT)}
+    check.install_stop_handlers()
+    try:
+        pid = os.fork()
+        if pid == 0:  # the child: SIGTERM to itself, as Pool.terminate() does
+            os.kill(os.getpid(), signal.SIGTERM)
+            time.sleep(5)
+            os._exit(0)
+        _, status = os.waitpid(pid, 0)
+    finally:
+        for s, handler in saved.items():
+            signal.signal(s, handler)
+    assert os.WIFSIGNALED(status) and os.WTERMSIG(status) == signal.SIGTERM
+    assert not (tmp_path / "out" / "table.txt").exists()

@@ -106,6 +106,9 @@ def test_dry_run_ends_within_its_budget_with_python3_and_the_clone(bare, dry_run
     assert "benchmarks/gpu_validate.py" in bare["used"].read_text()  # the wrapper chose python3
     doc = dry_run["doc"]
     assert doc["elapsed_s"] <= BUDGET and doc["interrupted"] is None
+    # the stop handler acts in the check's own process only (the image pool's workers, stopped with SIGTERM
+    # by their pool, inherit it)
+    assert "stopped by" not in proc.stdout and "STOPPED" not in (dry_run["out"] / "table.txt").read_text()
     env = doc["steps"]["env"]
     assert env["status"] == "ok"
     assert Path(env["senet_zoo_from"]) == (bare["clone"] / "senet_zoo").resolve()

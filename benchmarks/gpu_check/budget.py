@@ -47,6 +47,7 @@ class Check:
         self.current: str | None = None
         self.child: subprocess.Popen | None = None
         self.interrupted: str | None = None
+        self.pid = os.getpid()
         self.out.mkdir(parents=True, exist_ok=True)
 
     # ------------------------------------------------------------------------------------------ budget
@@ -161,10 +162,17 @@ class Check:
         return text
 
     def install_stop_handlers(self) -> None:
+        self.pid = os.getpid()
         for sig in (signal.SIGTERM, signal.SIGINT):
             signal.signal(sig, self._stopped)
 
     def _stopped(self, signum, frame) -> None:
+        if os.getpid() != self.pid:
+            # A forked child (a DataLoader worker, the image pool, which its pool stops with SIGTERM) inherits
+            # this handler: there the signal means what it always means.
+            signal.signal(signum, signal.SIG_DFL)
+            os.kill(os.getpid(), signum)
+            return
         signal.setitimer(signal.ITIMER_REAL, 0)
         for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGALRM):
             signal.signal(sig, signal.SIG_IGN)  # a second signal must not cut the table short
