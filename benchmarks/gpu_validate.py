@@ -234,6 +234,7 @@ class Plan:
         # 2. the cached runs and the rest of the main rows
         if amp:
             self.ours(small, amp, "cached")
+        self.ours(big, "fp32", "cached")
         self.pipeline(cached=True)
         self.timm(big, "fp32", tf32=True)
         done = {(big, "fp32"), (small, amp)}
