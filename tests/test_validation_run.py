@@ -229,11 +229,17 @@ def test_torchrun_two_processes_equal_one_process(release, flat, labels_file, ba
 
 def test_torchrun_not_reproduced_is_one_table_and_ends_the_launchers_report(release, flat, tmp_path):
     """Exit 1 under torchrun makes the launcher print ChildFailedError after our table: rank 0 alone fails,
-    and the report's root cause is the verdict (from $TORCHELASTIC_ERROR_FILE), not a link to torch's docs."""
+    and the report's root cause is the verdict (from $TORCHELASTIC_ERROR_FILE), not a link to torch's docs.
+    Rank 1 lingers 3 s at exit (as a loaded machine may make it): the launcher stops whatever still runs when
+    a worker fails, so rank 0 must exit after it, or the report lists rank 1 as killed by SIGTERM."""
     out = tmp_path / "nr.json"
+    linger = tmp_path / "linger"
+    linger.mkdir()
+    (linger / "sitecustomize.py").write_text(
+        "import atexit, os, time\nif os.environ.get('RANK', '0') != '0':\n    atexit.register(time.sleep, 3)\n")
     r = run_subprocess(["--model", "se_resnet50", "--weights", str(release[2]), "--data", str(flat), "--limit", "4",
                         "--device", "cpu", "--batch-size", "1", "--workers", "0", "--output", str(out),
-                        "--no-progress"], torchrun=2)
+                        "--no-progress"], {"PYTHONPATH": f"{REPO}{os.pathsep}{linger}"}, torchrun=2)
     assert r.returncode == 1, r.stdout[-2000:] + r.stderr[-3000:]
     assert r.stdout.count("verdict: NOT REPRODUCED") == 1 and r.stdout.count("top-1 err") == 1  # rank 0's table
     res = json.loads(out.read_text())["results"]
