@@ -62,6 +62,7 @@ SLOW = (
     "test_validation_run.py::test_expect_agreement_pil_amp_and_real_labels",    # shares the baseline run
     "test_validation_run.py::test_imagefolder_layout_with_workers_gives_the_same_predictions",
     "test_validation_run.py::test_torchrun_two_processes_equal_one_process",
+    "test_validation_run.py::test_torchrun_not_reproduced_is_one_table_and_ends_the_launchers_report",
     "test_validation_run.py::test_resume_after_a_real_kill_equals_the_uninterrupted_run",
     "test_validation_run.py::test_resume_across_world_sizes",
     "test_validation_run.py::test_published_protocol_verdict_and_exit_code_1",  # verdict edges stay fast

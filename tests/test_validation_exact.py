@@ -68,7 +68,7 @@ def test_exact_mode_refuses_reduced_precision_in_one_line_and_amp_runs(release, 
     lines = r.stderr.strip().splitlines()
     assert len(lines) == 1 and "Traceback" not in r.stderr, r.stderr
     assert lines[0].startswith("senet-zoo validate: error: exact fp32 evaluation refused: torch reports "
-                               "mkldnn.conv.fp32_precision=tf32 just before the loop")
+                               "mkldnn.conv.fp32_precision=tf32 after senet-zoo set exact fp32")
     assert "allow_tf32" not in lines[0] and "--amp" in lines[0]
     assert not out.exists() and not out.with_suffix(".npz").exists()
     assert not list(tmp_path.glob("*progress*"))

@@ -227,6 +227,33 @@ def test_torchrun_two_processes_equal_one_process(release, flat, labels_file, ba
     assert r.stdout.count("verdict:") == 1  # only rank 0 prints
 
 
+def test_torchrun_not_reproduced_is_one_table_and_ends_the_launchers_report(release, flat, tmp_path):
+    """Exit 1 under torchrun makes the launcher print ChildFailedError after our table: rank 0 alone fails,
+    and the report's root cause is the verdict (from $TORCHELASTIC_ERROR_FILE), not a link to torch's docs.
+    Rank 1 lingers 3 s at exit (as a loaded machine may make it): the launcher stops whatever still runs when
+    a worker fails, so rank 0 must exit after it, or the report lists rank 1 as killed by SIGTERM."""
+    out = tmp_path / "nr.json"
+    linger = tmp_path / "linger"
+    linger.mkdir()
+    (linger / "sitecustomize.py").write_text(
+        "import atexit, os, time\nif os.environ.get('RANK', '0') != '0':\n    atexit.register(time.sleep, 3)\n")
+    r = run_subprocess(["--model", "se_resnet50", "--weights", str(release[2]), "--data", str(flat), "--limit", "4",
+                        "--device", "cpu", "--batch-size", "1", "--workers", "0", "--output", str(out),
+                        "--no-progress"], {"PYTHONPATH": f"{REPO}{os.pathsep}{linger}"}, torchrun=2)
+    assert r.returncode == 1, r.stdout[-2000:] + r.stderr[-3000:]
+    assert r.stdout.count("verdict: NOT REPRODUCED") == 1 and r.stdout.count("top-1 err") == 1  # rank 0's table
+    res = json.loads(out.read_text())["results"]
+    report = r.stderr[r.stderr.index("ChildFailedError"):]
+    assert "Failures:\n  <NO_OTHER_FAILURES>" in report                   # rank 1 exited 0
+    root = report[report.index("Root Cause"):]
+    cause = next(line for line in root.splitlines() if line.strip().startswith("traceback :"))
+    assert cause.split(":", 1)[1].strip() == (
+        f"SE-ResNet-50: NOT REPRODUCED: top-1 err {res['top1_err']:.2f} (published 22.37), top-5 err "
+        f"{res['top5_err']:.2f} (published 6.36), tolerance 0.10 pp; exit 1 is this verdict, not a crash (the "
+        f"table is printed above; record: {out})")
+    assert root.rstrip().endswith("=" * 60)                                 # nothing after the report
+
+
 def test_resume_after_a_real_kill_equals_the_uninterrupted_run(release, flat, labels_file, baseline, tmp_path):
     out = tmp_path / "resumed.json"
     argv = common(release, flat, out, "--labels", str(labels_file[0]), "--label-format", "wnid", "--save-logits")

@@ -17,30 +17,73 @@ import torch
 from ..errors import SenetZooError
 
 
+def _new_api_objects() -> dict:
+    """name -> the torch.backends object carrying ``fp32_precision`` (the newer per-backend settings, torch
+    >= 2.9) for each legacy TF32 flag set_numerics owns, where this torch has them. torch refuses to *read* a
+    legacy flag ("mix of the legacy and new APIs") when the two disagree, so set_numerics writes both, the
+    new ones first ("cudnn" is CUDA's "all", the parent of conv and rnn)."""
+    if not hasattr(torch._C, "_set_fp32_precision_setter"):
+        return {}
+    b = torch.backends
+    found = {"cuda.matmul": b.cuda.matmul, "cudnn": b.cudnn,
+             "cudnn.conv": getattr(b.cudnn, "conv", None), "cudnn.rnn": getattr(b.cudnn, "rnn", None)}
+    return {k: v for k, v in found.items() if v is not None}
+
+
 def set_numerics(precision: str) -> dict:
-    """Exact fp32 (TF32 off, deterministic cuDNN, no autotuning) unless mixed precision was asked for."""
+    """Exact fp32 (TF32 off, deterministic cuDNN, no autotuning) unless mixed precision was asked for; then
+    reads every setting back. Refuses in one line (``SenetZooError``) when torch cannot take or report them
+    (the legacy and new TF32 APIs left in a state it will not read), and in exact mode when any setting it
+    reports allows arithmetic below float32 (oneDNN's, which the caller owns, included)."""
     exact = precision == "fp32"
-    torch.backends.cuda.matmul.allow_tf32 = not exact
-    torch.backends.cudnn.allow_tf32 = not exact
-    torch.backends.cudnn.deterministic = exact
-    torch.backends.cudnn.benchmark = not exact
-    torch.set_float32_matmul_precision("highest" if exact else "high")
+    try:
+        for obj in _new_api_objects().values():
+            obj.fp32_precision = "ieee" if exact else "tf32"
+        torch.backends.cuda.matmul.allow_tf32 = not exact
+        torch.backends.cudnn.allow_tf32 = not exact
+        torch.backends.cudnn.deterministic = exact
+        torch.backends.cudnn.benchmark = not exact
+        torch.set_float32_matmul_precision("highest" if exact else "high")
+    except (RuntimeError, ValueError, AttributeError) as e:
+        raise SenetZooError(None, f"cannot set torch's precision for {precision} "
+                            f"({str(e).splitlines()[0][:160] if str(e) else type(e).__name__})") from None
+    flags = read_flags()
+    unreadable = [k for k, v in flags.items() if isinstance(v, str) and v.startswith(UNREADABLE)]
+    if unreadable:
+        raise SenetZooError(None, f"torch cannot report its precision settings after senet-zoo set them for "
+                            f"{precision}: {', '.join(unreadable)} unreadable (the legacy and new TF32 APIs "
+                            "were mixed); set them through one API only")
+    if exact:
+        require_exact(flags, "after senet-zoo set exact fp32")
     return {"tf32": not exact, "cudnn_deterministic": exact, "cudnn_benchmark": not exact}
 
 
+UNREADABLE = "unreadable"
+
+
+def _read(get) -> object:
+    try:
+        return get()
+    except RuntimeError as e:  # torch refuses to read a legacy flag that disagrees with the new API
+        return f"{UNREADABLE}: {str(e).splitlines()[0][:80] if str(e) else 'RuntimeError'}"
+
+
 def read_flags() -> dict:
-    """The precision settings torch reports now (the newer ``fp32_precision`` API where this torch has it)."""
+    """The precision settings torch reports now, legacy and (where this torch has it) the newer
+    ``fp32_precision`` API. Never raises: a setting torch refuses to report is ``"unreadable: ..."``, which
+    ``not_fp32`` counts as not exact."""
+    b = torch.backends
     flags = {
-        "cuda.matmul.allow_tf32": bool(torch.backends.cuda.matmul.allow_tf32),
-        "cudnn.allow_tf32": bool(torch.backends.cudnn.allow_tf32),
-        "float32_matmul_precision": torch.get_float32_matmul_precision(),
-        "cudnn.deterministic": bool(torch.backends.cudnn.deterministic),
-        "cudnn.benchmark": bool(torch.backends.cudnn.benchmark),
+        "cuda.matmul.allow_tf32": _read(lambda: bool(b.cuda.matmul.allow_tf32)),
+        "cudnn.allow_tf32": _read(lambda: bool(b.cudnn.allow_tf32)),
+        "float32_matmul_precision": _read(torch.get_float32_matmul_precision),
+        "cudnn.deterministic": bool(b.cudnn.deterministic),
+        "cudnn.benchmark": bool(b.cudnn.benchmark),
     }
-    for name, obj in (("cuda.matmul", getattr(torch.backends.cuda, "matmul", None)),
-                      ("cudnn.conv", getattr(torch.backends.cudnn, "conv", None)),
-                      ("mkldnn.matmul", getattr(getattr(torch.backends, "mkldnn", None), "matmul", None)),
-                      ("mkldnn.conv", getattr(getattr(torch.backends, "mkldnn", None), "conv", None))):
+    for name, obj in (("cuda.matmul", getattr(b.cuda, "matmul", None)),
+                      ("cudnn.conv", getattr(b.cudnn, "conv", None)),
+                      ("mkldnn.matmul", getattr(getattr(b, "mkldnn", None), "matmul", None)),
+                      ("mkldnn.conv", getattr(getattr(b, "mkldnn", None), "conv", None))):
         try:
             value = getattr(obj, "fp32_precision", None) if obj is not None else None
         except Exception:  # some builds raise for backends they lack
@@ -51,20 +94,21 @@ def read_flags() -> dict:
 
 
 def not_fp32(flags: dict) -> list[str]:
-    """The flags that allow arithmetic below float32 (empty: exact)."""
-    bad = [k for k in ("cuda.matmul.allow_tf32", "cudnn.allow_tf32") if flags.get(k)]
+    """The flags that allow arithmetic below float32, or that torch would not report (empty: exact)."""
+    bad = [k for k in ("cuda.matmul.allow_tf32", "cudnn.allow_tf32") if flags.get(k) is not False]
     if flags.get("float32_matmul_precision") != "highest":
         bad.append("float32_matmul_precision")
     bad += [k for k, v in flags.items() if k.endswith(".fp32_precision") and v not in ("ieee", "none")]
     return bad
 
 
-def require_exact(flags: dict) -> None:
+def require_exact(flags: dict, when: str = "just before the loop") -> None:
     bad = not_fp32(flags)
     if bad:
         shown = ", ".join(f"{k}={flags[k]}" for k in bad)
-        raise SenetZooError(None, f"exact fp32 evaluation refused: torch reports {shown} just before the loop "
-                            "(something changed the precision settings); use --amp for mixed precision")
+        raise SenetZooError(None, f"exact fp32 evaluation refused: torch reports {shown} {when} "
+                            "(something outside senet-zoo changed the precision settings); use --amp for "
+                            "mixed precision")
 
 
 def conv_probe(device: torch.device, autocast_dtype: torch.dtype | None = None, channels_last: bool = False,

@@ -67,6 +67,17 @@ def verdict(top1_err: float, top5_err: float, published: dict | None, tolerance_
     return REPRODUCED if ok else NOT_REPRODUCED
 
 
+def verdict_line(record: dict, output: Path) -> str:
+    """The verdict in one line, for the places where the table is out of sight (torchrun's failure report)."""
+    res, pub = record["results"], record.get("published") or {}
+    numbers = ", ".join(f"{label} err {res[f'{k}_err']:.2f}"
+                        + (f" (published {pub[f'{k}_err']:.2f})" if pub.get(f"{k}_err") is not None else "")
+                        for k, label in (("top1", "top-1"), ("top5", "top-5")))
+    return (f"{record['display_name']}: {record['verdict']}: {numbers}, tolerance {record['tolerance_pp']:.2f} "
+            f"pp; exit {exit_code(record['verdict'])} is this verdict, not a crash (the table is printed above; "
+            f"record: {output})")
+
+
 def exit_code(v: str) -> int:
     """0 reproduced (or nothing to compare with), 1 not reproduced."""
     return 1 if v == NOT_REPRODUCED else 0

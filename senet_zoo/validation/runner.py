@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .. import registry
+from .. import host, registry
 from ..version import __version__
 from ..errors import SenetZooError
 from ..files import sha256_file
@@ -36,19 +36,17 @@ from .cache import DecodeCache
 from .evaluate import EvalOptions, Outcome, evaluate
 from .progress import Progress
 from .record import (FULL_VAL_IMAGES, REFERENCE_RUNTIME_PREFIX, SCHEMA, command_line, default_output, exit_code,
-                     format_table, sibling, verdict, write_predictions, write_record)
+                     format_table, sibling, verdict, verdict_line, write_predictions, write_record)
 from .session import Session, check_writable, session
 
 __all__ = ["run_validation", "validate_one", "prepare_model", "default_workers"]
 
 
 def default_workers(device: torch.device) -> int:
-    """This process's share of the CPU cores (torchrun: divided by the processes on the node); on CUDA all
-    of it but one (the main process feeds the GPU), on the CPU at most 8 (the model needs the cores too)."""
-    try:
-        cores = len(os.sched_getaffinity(0))
-    except AttributeError:  # pragma: no cover - not Linux
-        cores = os.cpu_count() or 1
+    """This process's share of the usable cores (affinity capped by the container's CPU quota; torchrun:
+    divided by the processes on the node); on CUDA all of it but one (the main process feeds the GPU), on
+    the CPU at most 8 (the model needs the cores too)."""
+    cores = host.usable_cpus()
     share = max(1, cores // max(1, int(os.environ.get("LOCAL_WORLD_SIZE", "1") or 1)))
     return max(1, share - 1) if device.type == "cuda" else min(8, share)
 
@@ -68,7 +66,8 @@ def run_validation(args: argparse.Namespace) -> int:
             resolve_weights(args.weights)
 
     with session(args, check_inputs) as s:
-        return validate_one(args, s)[0]
+        rc, record = validate_one(args, s)
+        return distributed.exit_status(rc, s.dist, record and verdict_line(record, args.output))
 
 
 def environment(device: torch.device, world_size: int, numerics: dict) -> dict:

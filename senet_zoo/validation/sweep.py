@@ -37,7 +37,10 @@ def run_sweep(args: argparse.Namespace) -> int:
         jobs.extend(find_models(args.weights_dir))
 
     with session(args, check_inputs) as s:
-        return run_all(args, jobs, s)
+        rc = run_all(args, jobs, s)
+        summary = (args.output_dir or Path("runs")) / "summary.json"
+        return distributed.exit_status(rc, s.dist, f"not every setting REPRODUCED; exit {rc} is this verdict, not "
+                                       f"a crash (the table is printed above; summary: {summary})")
 
 
 def find_models(weights_dir: Path) -> list[tuple[str, Path, int]]:
