@@ -154,8 +154,8 @@ def test_tar_index_is_built_once_kept_and_rebuilt_when_the_tar_changes(forms, in
     kept = list(index_cache.glob("copy.tar.*.json"))
     assert len(kept) == 1 and json.loads(kept[0].read_text())["size"] == tar.stat().st_size
     calls = []
-    real_scan = tar_source._scan
-    monkeypatch.setattr(tar_source, "_scan", lambda *a: calls.append(a) or real_scan(*a))
+    real_scan = tar_source.reader._scan
+    monkeypatch.setattr(tar_source.reader, "_scan", lambda *a: calls.append(a) or real_scan(*a))
     assert data.load_eval_set(tar).names == first.names and calls == []      # read from the index
     elsewhere = tmp_path / "other-index"
     assert data.load_eval_set(tar, index_dir=elsewhere).names == first.names and len(calls) == 1

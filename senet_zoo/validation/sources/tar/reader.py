@@ -17,9 +17,9 @@ import os
 import tarfile
 from pathlib import Path
 
-from ...errors import SenetZooError
-from ...files import atomic_write_text
-from ...images.preprocess import BadImage
+from ....errors import SenetZooError
+from ....files import atomic_write_text
+from ....images.preprocess import BadImage
 
 INDEX_FORMAT = 1
 BLOCK = 512
