@@ -372,7 +372,8 @@ def test_the_json_filename_names_the_image_whatever_its_key(tmp_path):
 @pytest.mark.parametrize("members, links, message", [
     ({"a.jpg": b"A", "a.cls": b"1", "b.jpg": b"B", "b.cls": b"2", "a.json": b"{}"}, None,
      "member a.json: the key a is used twice (also by a.jpg)"),
-    ({"a.jpg": b"A", "a.cls": b"1", "a.JPG": b"B"}, None, "member a.JPG: the sample a already has a jpg member (a.jpg)"),
+    ({"a.jpg": b"A", "a.cls": b"1", "a.JPG": b"B"}, None,
+     "member a.JPG: the sample a already has a jpg member (a.jpg)"),
     ({"a.jpg": b"A", "a.png": b"B", "a.cls": b"1"}, None, "member a.png: the sample a has 2 image members"),
     ({"a.jpg": b"A", "a.cls": "٣".encode()}, None, "member a.cls: '٣' is not a class index 0..999 (ASCII digits)"),
     ({"a.jpg": b"A", "a.cls": "３".encode()}, None, "is not a class index 0..999 (ASCII digits)"),
@@ -382,7 +383,8 @@ def test_the_json_filename_names_the_image_whatever_its_key(tmp_path):
      "member a.json: not usable JSON (nested more than 64 levels deep)"),
     ({"a.jpg": b"A", "a.cls": b"1", "a.json": b'{"filename": "x\\ny.JPEG"}'}, None,
      "member a.json: 'x\\ny.JPEG' is not a file name"),
-    ({"a.cls": b"1"}, {"a.jpg": "b.jpg"}, "member a.jpg is a symbolic link to b.jpg: WebDataset readers skip links"),
+    ({"a.cls": b"1"}, {"a.jpg": "b.jpg"},
+     "member a.jpg is a symbolic link to b.jpg: WebDataset readers skip it, so its sample would lose it"),
 ])
 def test_webdataset_members_that_webdataset_would_not_read_as_one_sample_are_refused(tmp_path, members, links,
                                                                                      message):
@@ -444,3 +446,76 @@ def test_a_parquet_file_of_one_row_group_is_read_in_a_bounded_window(one_row_gro
     # two windows of 8 MiB kept, one being built (arrow's builders double), a page or two: ~42 MB, not the
     # 60 MB row group (read whole, it costs 120 MB and more)
     assert result["max_memory"] < 48 << 20, result["max_memory"] >> 20
+
+
+# --- what the fuzzer found: members tar -x and tarfile extract differently --------------------------------------
+
+
+def _raw_tar(path: Path, *members: bytes) -> Path:
+    path.write_bytes(b"".join(members) + bytes(1024))
+    return path
+
+
+@pytest.mark.parametrize("how, message", [
+    ("pax records past the declared size", "a pax header whose records do not fill its declared size"),
+    ("two pax headers", "2 pax extended headers for one member"),
+    ("GNU long name and pax path", "both a GNU long name and a pax path"),
+    ("sparse without GNU magic", "a GNU sparse header without GNU tar's magic"),
+    ("sparse map short of the data", "a sparse map of 512 bytes for 1,024 bytes of stored data"),
+    ("sparse chunks not whole blocks", "a sparse map with chunks that are not whole 512-byte blocks"),
+    ("a symbolic link replaced", "member n01440764/b.JPEG replaces a symbolic link of the same name"),
+    ("a file named like a directory", "member n01440764/b.JPEG/: a file named like a directory"),
+    ("a link with data", "member n01440764/b.JPEG: a link with 5 bytes of data"),
+])
+def test_members_that_tar_x_and_tarfile_extract_differently_are_refused(tmp_path, how, message):
+    from support.fuzz_archives import _fix_checksum, _gnu_sparse, _pax_block, _raw_member
+
+    a = _raw_member(f"{W1}/a.JPEG", b"a" * 100)
+    b = f"{W1}/b.JPEG"
+    if how == "pax records past the declared size":   # tarfile parses the whole block, GNU tar the declared byte
+        pax = bytearray(_pax_block([("path", b)]))
+        pax[124:136] = b"%011o\0" % 1
+        _fix_checksum(pax, 0)
+        members = [a, bytes(pax), _raw_member(f"{W1}/x.JPEG", b"x")]
+    elif how == "two pax headers":                       # tarfile keeps the outer one, GNU tar the inner
+        members = [a, _pax_block([("path", b)]), _pax_block([("path", f"{W1}/c.JPEG")]), _raw_member("x.JPEG")]
+    elif how == "GNU long name and pax path":
+        long = _raw_member("././@LongLink", f"{W1}/{'l' * 120}.JPEG".encode() + b"\0", type=tarfile.GNUTYPE_LONGNAME)
+        members = [a, long, _pax_block([("path", b)]), _raw_member("x.JPEG", b"x")]
+    elif how == "sparse without GNU magic":
+        sparse = bytearray(_gnu_sparse(b, [(0, bytes(512))], 1000))
+        sparse[257:265] = b"ustar\x0000"
+        _fix_checksum(sparse, 0)
+        members = [a, bytes(sparse)]
+    elif how == "sparse map short of the data":
+        sparse = bytearray(_gnu_sparse(b, [(0, bytes(512)), (600, bytes(512))], 2000))
+        sparse[422:434] = b"%011o\0" % 0                # the second chunk's length
+        _fix_checksum(sparse, 0)
+        members = [a, bytes(sparse)]
+    elif how == "sparse chunks not whole blocks":        # GNU tar reads each chunk in whole blocks
+        members = [a, _gnu_sparse(b, [(0, b"x" * 100), (2000, b"y" * 100)], 3000)]
+    elif how == "a symbolic link replaced":              # GNU tar may put its delayed link back over the file
+        members = [a, _raw_member(b, type=tarfile.SYMTYPE, link="../x/a.JPEG"), _raw_member(b, b"b")]
+    elif how == "a file named like a directory":
+        members = [a, _raw_member(b, b"b"), _raw_member(b + "/", b"c")]
+    else:
+        link = bytearray(_raw_member(b, type=tarfile.SYMTYPE, link="a.JPEG"))
+        link[124:136] = b"%011o\0" % 5
+        _fix_checksum(link, 0)
+        members = [a, bytes(link)]
+    tar = _raw_tar(tmp_path / "odd.tar", *members)
+    with pytest.raises(SenetZooError) as e:
+        open_source(tar, tmp_path / "index")
+    assert message in str(e.value) and "\n" not in str(e.value), str(e.value)
+
+
+@needs_gnu_tar
+def test_a_member_of_an_unknown_type_is_a_file_to_tar_but_skipped_by_webdataset(tmp_path):
+    from support.fuzz_archives import _raw_member
+
+    tar = _raw_tar(tmp_path / "z.tar", _raw_member(f"{W1}/a.JPEG", b"a"), _raw_member(f"{W1}/z.JPEG", b"z", type=b"Z"))
+    got, _ = read_source(tar, tmp_path / "index")
+    assert got == extracted(tar, tmp_path / "out") == {f"{W1}/a.JPEG": b"a", f"{W1}/z.JPEG": b"z"}
+    shard = _raw_tar(tmp_path / "s.tar", _raw_member("k.cls", b"1"), _raw_member("k.jpg", b"j", type=b"Z"))
+    with pytest.raises(SenetZooError, match="member k.jpg is a member of an unknown type: WebDataset readers skip it"):
+        open_source(shard, tmp_path / "index")

@@ -34,7 +34,7 @@ MAX_JSON_BYTES = 1 << 20      # a sample's metadata
 _KEY = re.compile(r"((?:.*/)?[^.]+)\.([^/]*)", re.DOTALL)   # webdataset's base_plus_ext rule
 _META = re.compile(r"__[^/]*__($|/)")                         # webdataset's skipped members
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
-_LINKS = {"hardlink": "hard link", "symlink": "symbolic link"}
+_SKIPPED = {"hardlink": "a hard link", "symlink": "a symbolic link", "unknown": "a member of an unknown type"}
 
 
 def shard_count(pattern: str) -> int:
@@ -100,8 +100,9 @@ def samples(shard: Path, headers: list[Header]) -> list[_Sample]:
         key, name = split_key(h.name)
         if h.kind != FILE:
             if key is not None and _role(name.lower()) in ("image", "cls"):
-                raise SenetZooError(shard, f"member {h.name} is a {_LINKS[h.kind]} to {h.link}: "
-                                    "WebDataset readers skip links, so its sample would lose it")
+                raise SenetZooError(shard, f"member {h.name} is {_SKIPPED[h.kind]}"
+                                    f"{' to ' + h.link if h.link else ''}: WebDataset readers skip it, so its "
+                                    "sample would lose it")
             continue
         if key is None or _META.match(h.name):
             continue

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Callable
 
 from ....errors import SenetZooError
-from .headers import FILE, HARDLINK, SYMLINK, Header
+from .headers import FILE, HARDLINK, SYMLINK, UNKNOWN, Header
 
 MAX_SYMLINKS = 40            # Linux's limit on links followed while resolving one path
 MAX_SPARSE_BYTES = 256 << 20  # a sparse member's whole size, the most read for one image
@@ -100,11 +100,20 @@ def extract(path: Path, headers: list[Header], wanted: Callable[[str], bool]) ->
     not_extracted: list[str] = []
     for h in headers:
         name = extracted_name(h.name)
+        if name and h.name.endswith("/") and wanted(name):
+            # GNU tar removes what is there, then may or may not write the member: no reading is the extraction's
+            raise SenetZooError(path, f"member {h.name}: a {h.kind} named like a directory, which tar -x and Python's "
+                                "tarfile extract differently")
         if not name:
             if name is None:
                 not_extracted.append(h.name)
             continue
-        if h.kind == FILE:
+        if nodes.get(name, ("",))[0] == SYMLINK:
+            # GNU tar may put the link back over its replacement at the end (its delayed links), tarfile writes
+            # through it: no reading is the extraction's
+            raise SenetZooError(path, f"member {h.name} replaces a symbolic link of the same name, which tar -x "
+                                "and Python's tarfile extract differently")
+        if h.kind in (FILE, UNKNOWN):
             nodes[name] = (FILE, Member(h.data, h.size, h.sparse))
         elif h.kind == SYMLINK:
             nodes[name] = (SYMLINK, h.link)
@@ -154,6 +163,12 @@ def _check_sparse(path: Path, name: str, member: Member) -> None:
     if beyond is not None:
         raise SenetZooError(path, f"member {name}: a damaged sparse map (bytes {beyond[0]:,}..{sum(beyond):,} of a "
                             f"file of {member.size:,})")
+    # GNU tar writes (and reads) every chunk but the last in whole blocks; tarfile reads any length: they
+    # would extract different files
+    lengths = [n for _, n in member.sparse if n]
+    if any(n % 512 for n in lengths[:-1]):
+        raise SenetZooError(path, f"member {name}: a sparse map with chunks that are not whole 512-byte blocks, "
+                            "which tar -x and Python's tarfile extract differently")
 
 
 def _listed(names: list[str]) -> str:

@@ -22,6 +22,7 @@ from ....errors import SenetZooError
 BLOCK = 512
 MAX_HEADER_BYTES = 1 << 20   # all header blocks of one member (pax records, GNU long names, sparse maps)
 FILE, HARDLINK, SYMLINK = "file", "hardlink", "symlink"
+UNKNOWN = "unknown"   # a type tar does not know: GNU tar and tarfile extract it as a file, webdataset skips it
 # GNU volume labels and multi-volume continuations: GNU tar extracts no file for them
 _NOT_FILES = (b"V", b"M", b"N")
 
@@ -30,7 +31,7 @@ _NOT_FILES = (b"V", b"M", b"N")
 class Header:
     """One member, in archive order, as ``tarfile`` reads it."""
     offset: int          # its first header block (pax and GNU extension headers included)
-    kind: str            # FILE | HARDLINK | SYMLINK
+    kind: str            # FILE | UNKNOWN | HARDLINK | SYMLINK
     name: str            # as stored (``tar -x`` normalises it: ``extraction``)
     data: int            # where its data starts
     size: int            # the size of the file it extracts to (a sparse file's whole size)
@@ -88,7 +89,7 @@ class _HeaderReads:
     def __init__(self, f):
         self.f = f
         self.spent = 0
-        self.blocks: dict[int, bytes] = {}
+        self.blocks: dict[int, bytes] = {}   # what tarfile read for the member, by offset
 
     def next_member(self) -> None:
         self.spent = 0
@@ -105,8 +106,7 @@ class _HeaderReads:
         self.spent += n
         at = self.f.tell()
         data = self.f.read(n)
-        if n == BLOCK:
-            self.blocks[at] = data
+        self.blocks[at] = data   # within MAX_HEADER_BYTES
         return data
 
     def seek(self, offset: int, whence: int = 0) -> int:
@@ -118,6 +118,57 @@ class _HeaderReads:
         return self.f.tell()
 
 
+def _is_header(block: bytes) -> bool:
+    if len(block) != BLOCK:
+        return False
+    try:
+        return tarfile.nti(block[148:156]) in tarfile.calc_chksums(block)
+    except tarfile.HeaderError:
+        return False
+
+
+def _records_fill(data: bytes, size: int) -> bool:
+    """Whether pax records ("LENGTH KEY=VALUE\n") fill exactly the declared size, as POSIX and GNU tar read them."""
+    data, pos = data[:size], 0
+    if len(data) < size:
+        return False
+    while pos < size:
+        digits = data[pos:pos + 20].split(b" ", 1)[0]
+        length = int(digits) if digits.isdigit() else 0
+        if length < len(digits) + 2 or data[pos + length - 1:pos + length] != b"\n":
+            return False
+        pos += length
+    return pos == size
+
+
+def _ambiguous(ti: tarfile.TarInfo, blocks: dict[int, bytes]) -> str | None:
+    """What makes tarfile and GNU tar read this member differently, if anything: pax records past the header's
+    declared size (tarfile reads the whole block), two extended headers of a kind (tarfile lets the outer one
+    win), a GNU long name with a pax path (the long name wins in tarfile), an old GNU sparse header without GNU
+    tar's magic (GNU tar extracts it as a plain file)."""
+    types = [b[156:157] for b in blocks.values() if _is_header(b)]
+    for at, b in blocks.items():
+        if _is_header(b) and b[156:157] in (tarfile.XHDTYPE, tarfile.XGLTYPE) and not _records_fill(
+                blocks.get(at + BLOCK, b""), tarfile.nti(b[124:136])):
+            return "a pax header whose records do not fill its declared size (tarfile reads past it)"
+    for kind, what in ((tarfile.XHDTYPE, "pax extended headers"), (tarfile.GNUTYPE_LONGNAME, "GNU long names"),
+                       (tarfile.GNUTYPE_LONGLINK, "GNU long link names")):
+        if types.count(kind) > 1:
+            return f"{types.count(kind)} {what} for one member"
+    if tarfile.GNUTYPE_LONGNAME in types and "path" in ti.pax_headers:
+        return "both a GNU long name and a pax path"
+    if tarfile.GNUTYPE_LONGLINK in types and "linkpath" in ti.pax_headers:
+        return "both a GNU long link name and a pax link path"
+    if ti.type == tarfile.GNUTYPE_SPARSE and not any(
+            b[156:157] == tarfile.GNUTYPE_SPARSE and b[257:265] == tarfile.GNU_MAGIC for b in blocks.values()):
+        return "a GNU sparse header without GNU tar's magic"
+    return None
+
+
+def _block(n: int) -> int:
+    return (n + BLOCK - 1) // BLOCK * BLOCK
+
+
 def _kind(ti: tarfile.TarInfo) -> str | None:
     if ti.isreg():
         return FILE
@@ -126,7 +177,7 @@ def _kind(ti: tarfile.TarInfo) -> str | None:
     if ti.issym():
         return SYMLINK
     if ti.type not in tarfile.SUPPORTED_TYPES and ti.type not in _NOT_FILES:
-        return FILE  # an unknown type: GNU tar and tarfile both extract it as a regular file
+        return UNKNOWN
     return None      # directories, devices, FIFOs: no image is read from them
 
 
@@ -157,15 +208,24 @@ def walk(path: Path, file_size: int) -> tuple[list[Header], int]:
                     sparse = _check_sparse(ti)
                     if ti.size < 0:
                         raise _Damaged(f"member {ti.name}: a negative size ({ti.size:,} bytes)")
+                    ambiguous = _ambiguous(ti, reads.blocks)
+                    if ambiguous:
+                        raise _Damaged(f"member {ti.name}: {ambiguous}, which tar -x and Python's tarfile read "
+                                       "differently")
                     if tf.offset <= ti.offset:
                         raise _Damaged(f"member {ti.name}: the next header at byte {tf.offset:,} does not come "
                                        f"after this one (byte {ti.offset:,})")
+                    kind = _kind(ti)
                     stored = ti.size if sparse is None else sum(n for _, n in sparse)
-                    end = max(tf.offset, ti.offset_data + stored) if _kind(ti) == FILE else tf.offset
+                    if sparse is not None and ti.offset_data + _block(stored) != tf.offset:
+                        raise _Damaged(f"member {ti.name}: a sparse map of {stored:,} bytes for "
+                                       f"{tf.offset - ti.offset_data:,} bytes of stored data")
+                    if kind in (HARDLINK, SYMLINK) and ti.size:
+                        raise _Damaged(f"member {ti.name}: a link with {ti.size:,} bytes of data")
+                    end = max(tf.offset, ti.offset_data + stored) if kind in (FILE, UNKNOWN) else tf.offset
                     if end > file_size:
                         raise SenetZooError(path, f"truncated: member {ti.name} needs {end:,} bytes, the file has "
                                             f"{file_size:,}")
-                    kind = _kind(ti)
                     if kind is not None:
                         block = reads.blocks.get(ti.offset, b"")
                         members.append(Header(ti.offset, kind, ti.name, ti.offset_data, ti.size,

@@ -25,7 +25,7 @@ from pathlib import Path
 from .... import jsonio
 from ....errors import SenetZooError
 from ....files import atomic_write_text
-from .headers import BLOCK, FILE, HARDLINK, SYMLINK, Header, header_digest, walk
+from .headers import BLOCK, FILE, HARDLINK, SYMLINK, UNKNOWN, Header, header_digest, walk
 
 INDEX_FORMAT = 2
 SPREAD, RANDOM = 24, 8   # headers compared before an index is used, besides the first and the last
@@ -92,14 +92,16 @@ def _well_formed(headers: list[Header], end: int, size: int) -> bool:
     previous = -1
     for h in headers:
         ints = (h.offset, h.data, h.size)
-        if any(type(v) is not int for v in ints) or h.kind not in (FILE, HARDLINK, SYMLINK):
+        if any(type(v) is not int for v in ints) or h.kind not in (FILE, UNKNOWN, HARDLINK, SYMLINK):
             return False
         if not isinstance(h.name, str) or not isinstance(h.link, str) or not isinstance(h.digest, str):
             return False
         if h.sparse is not None and not all(len(c) == 2 and all(type(v) is int and v >= 0 for v in c)
                                             for c in h.sparse):
             return False
-        if not previous < h.offset < h.data <= end or h.size < 0 or (h.kind == FILE and h.data + h.stored() > end):
+        if not previous < h.offset < h.data <= end or h.size < 0:
+            return False
+        if h.kind in (FILE, UNKNOWN) and h.data + h.stored() > end:
             return False
         previous = h.offset
     return True
