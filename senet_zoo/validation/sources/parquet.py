@@ -22,6 +22,7 @@ from ...images.preprocess import BadImage
 
 WINDOW_BYTES = 8 << 20    # image bytes decoded at once by one worker
 KEEP_WINDOWS = 2
+FALLBACK_ROWS = 16
 READ_BUFFER = 1 << 20     # pyarrow reads column chunks through a buffer this size, not whole
 
 
@@ -134,12 +135,15 @@ class ParquetReader:
         return pf
 
     def _window_rows(self, pf, g: int) -> int:
-        """Rows per window in row group g: ``WINDOW_BYTES`` of image bytes, by the column chunk's own size."""
-        rg = pf.metadata.row_group(g)
-        chunk = next((rg.column(j) for j in range(rg.num_columns) if rg.column(j).path_in_schema == "image.bytes"),
-                     None)
-        per_row = max(1, (chunk.total_uncompressed_size if chunk is not None else 0) // max(1, rg.num_rows))
-        return max(1, min(rg.num_rows, WINDOW_BYTES // per_row))
+        """Rows per window in row group g: ``WINDOW_BYTES`` of image bytes, by the column chunk's own size
+        (``FALLBACK_ROWS`` when the metadata cannot say)."""
+        try:
+            rg = pf.metadata.row_group(g)
+            leaf = [pf.schema.column(j).path for j in range(len(pf.schema))].index("image.bytes")
+            per_row = max(1, rg.column(leaf).total_uncompressed_size // max(1, rg.num_rows))
+            return max(1, min(rg.num_rows, WINDOW_BYTES // per_row))
+        except Exception:  # damaged metadata: the rows themselves will say whether they can be read
+            return FALLBACK_ROWS
 
     def _row(self, f: int, g: int, r: int):
         """(the window holding row r of row group g of file f, r's place in it)."""
