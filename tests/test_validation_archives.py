@@ -538,3 +538,14 @@ def test_a_parquet_file_whose_column_chunk_metadata_names_no_column_is_still_rea
         pq.ParquetFile(path).metadata.row_group(0).column(0).path_in_schema
     got, _ = read_source(path, tmp_path / "index")
     assert got == {r["path"]: r["bytes"] for r in rows}
+
+
+@pytest.mark.parametrize("record", [("mtime", "nan"), ("size", "12x"), ("uid", "")])
+def test_a_pax_number_that_is_none_is_refused(tmp_path, record):
+    # Found by the fuzzer: tarfile reads "mtime=nan" as 0 and extracts the member, GNU tar skips it
+    from support.fuzz_archives import _pax_block, _raw_member
+
+    tar = _raw_tar(tmp_path / "nan.tar", _raw_member(f"{W1}/a.JPEG", b"a"), _pax_block([record]),
+                   _raw_member(f"{W1}/b.JPEG", b"b"))
+    with pytest.raises(SenetZooError, match=f"member {W1}/b.JPEG: a pax {record[0]} of {record[1]!r}"):
+        open_source(tar, tmp_path / "index")

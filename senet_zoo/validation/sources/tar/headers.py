@@ -13,6 +13,7 @@ checked here: every member must lie inside the file and the archive must end wit
 from __future__ import annotations
 
 import hashlib
+import re
 import tarfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,6 +24,8 @@ BLOCK = 512
 MAX_HEADER_BYTES = 1 << 20   # all header blocks of one member (pax records, GNU long names, sparse maps)
 FILE, HARDLINK, SYMLINK = "file", "hardlink", "symlink"
 UNKNOWN = "unknown"   # a type tar does not know: GNU tar and tarfile extract it as a file, webdataset skips it
+_TIME, _INT = re.compile(r"-?[0-9]+(\.[0-9]+)?"), re.compile(r"-?[0-9]+")
+_PAX_NUMBERS = {"mtime": _TIME, "atime": _TIME, "ctime": _TIME, "size": _INT, "uid": _INT, "gid": _INT}
 # GNU volume labels and multi-volume continuations: GNU tar extracts no file for them
 _NOT_FILES = (b"V", b"M", b"N")
 
@@ -142,10 +145,14 @@ def _records_fill(data: bytes, size: int) -> bool:
 
 
 def _ambiguous(ti: tarfile.TarInfo, blocks: dict[int, bytes]) -> str | None:
-    """What makes tarfile and GNU tar read this member differently, if anything: pax records past the header's
-    declared size (tarfile reads the whole block), two extended headers of a kind (tarfile lets the outer one
+    """What makes tarfile and GNU tar read this member differently, if anything: a pax number that is none
+    (tarfile makes it 0, GNU tar skips the member), pax records past the header's declared size (tarfile reads
+    the whole block), two extended headers of a kind (tarfile lets the outer one
     win), a GNU long name with a pax path (the long name wins in tarfile), an old GNU sparse header without GNU
     tar's magic (GNU tar extracts it as a plain file)."""
+    for key, value in ti.pax_headers.items():
+        if key in _PAX_NUMBERS and not _PAX_NUMBERS[key].fullmatch(value):
+            return f"a pax {key} of {value[:20]!r} (GNU tar skips the member, tarfile reads it as 0)"
     types = [b[156:157] for b in blocks.values() if _is_header(b)]
     for at, b in blocks.items():
         if _is_header(b) and b[156:157] in (tarfile.XHDTYPE, tarfile.XGLTYPE) and not _records_fill(
