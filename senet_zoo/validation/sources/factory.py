@@ -67,7 +67,7 @@ def _open(data: str | os.PathLike, index_dir: str | os.PathLike | None) -> Sourc
     text = os.fspath(data)
     if hf.is_hf_uri(text):
         split = hf.fetch(text)
-        src = (_wds(split.files, split.files[0].parent, index_dir) if split.kind == "wds"
+        src = (_wds(*_indexed(split.files, index_dir), root=split.files[0].parent) if split.kind == "wds"
                else _parquet(split.files, split.files[0].parent))
         src.uri = split.uri
         src.notes.extend(split.notes)
@@ -82,7 +82,7 @@ def _open(data: str | os.PathLike, index_dir: str | os.PathLike | None) -> Sourc
         if kind in ("tar", "compressed"):
             headers, notes = tar.tar_headers(root, index_dir)
             if wds.is_shard(headers):
-                return _wds([(root, headers)], root, notes)
+                return _wds([(root, headers)], notes, root=root)
             return _tar(root, headers, notes)
         discover(root)  # raises: not a directory, tar or parquet file
     if root.is_dir():
@@ -107,7 +107,7 @@ def _open(data: str | os.PathLike, index_dir: str | os.PathLike | None) -> Sourc
                                             "file as --data to read its images by name")
                     shards.append((t, headers))
                     notes += more
-                return _wds(shards, root, notes)
+                return _wds(shards, notes, root=root)
     layout, names = discover(root)
     return Source("folder", root, layout, names, lambda chosen: FolderReader(root, chosen))
 
@@ -118,12 +118,17 @@ def _pattern(text: str, index_dir) -> Source:
     for i, name in enumerate(wds.expand_braces(text), 1):  # all there before any is read
         if not os.path.isfile(name):
             raise SenetZooError(name, f"no such shard (shard {i:,} of the {total:,} that {Path(text).name} names)")
+    return _wds(*_indexed([Path(name) for name in wds.expand_braces(text)], index_dir), root=Path(text))
+
+
+def _indexed(paths: list[Path], index_dir) -> tuple[list[tuple[Path, list]], list[str]]:
+    """([(tar, its headers)], the notes of reading them)."""
     shards, notes = [], []
-    for name in wds.expand_braces(text):
-        headers, more = tar.tar_headers(name, index_dir)
-        shards.append((Path(name), headers))
+    for path in paths:
+        headers, more = tar.tar_headers(path, index_dir)
+        shards.append((Path(path), headers))
         notes += more
-    return _wds(shards, Path(text), notes)
+    return shards, notes
 
 
 def _is_image_path(name: str) -> bool:
@@ -142,7 +147,7 @@ def _tar(path: Path, headers: list, notes: list[str]) -> Source:
                   notes=_unique(notes + files.notes))
 
 
-def _wds(shards: list, root: Path, notes: list[str]) -> Source:
+def _wds(shards: list, notes: list[str], root: Path) -> Source:
     names, entries, labels = wds.scan_shards(shards)
     paths = [s for s, _ in shards]
     source = (f"WebDataset .cls members of {len(shards)} shard{'s' if len(shards) > 1 else ''} (sorted-wnid "
