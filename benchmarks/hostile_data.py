@@ -16,7 +16,10 @@ code before the fix, e.g. ``git worktree add --detach ../wt-before acd60bb``.
 A case is ``Case(name, build)`` where ``build(folder, weights) -> (argv, expect)``; ``argv`` excludes
 ``--model/--weights/--output/--device``, which the harness adds. A builder may return a third item,
 ``prepare(work) -> {VAR: value}``, called before each run in that run's folder: what the run needs of its own
-(a fresh copy of a Hub cache) and the environment it is given. Add a class: write a builder, append it.
+(a fresh copy of a Hub cache) and the environment it is given. A case may also give ``before_run(folder,
+run)``, called for each tree just before its measured run, where ``run(argv)`` runs that tree's validate in the
+same work folder (the same HOME, so the same tar index): state the measured run then meets, e.g. a tree's own
+index of a tar that is then replaced. Add a class: write a builder, append it.
 """
 from __future__ import annotations
 
@@ -41,6 +44,7 @@ SIZE, RESIZE = 64, 73   # small crops: the classes are about reading the data, n
 class Case:
     name: str
     build: Callable[[Path, Path], tuple[list[str], object]]
+    before_run: Callable[[Path, Callable[[list[str]], dict]], None] | None = None
 
 
 def make_weights(folder: Path) -> Path:
@@ -145,6 +149,9 @@ def main() -> None:
             for label, tree in trees:
                 work = folder / f"run-{label}"
                 work.mkdir()
+                if case.before_run is not None:
+                    case.before_run(folder, lambda a, t=tree, w=work: run(t, a, weights, w, args.timeout, memory,
+                                                                          prepare(w)))
                 r = run(tree, argv, weights, work, args.timeout, memory, prepare(work))
                 n = r["numbers"]
                 cells += [str(r["exit"]), f"{n[0]:.2f}/{n[1]:.2f} ({n[2]})" if n else "-", verdict(r, expect),
@@ -356,6 +363,317 @@ CASES += [
     Case("hf: ILSVRC/imagenet-1k, a swapped blob in the cache, offline", hub_swapped_blob_offline),
     Case("hf: ILSVRC/imagenet-1k, offline from the cache", hub_offline_from_the_cache),
     Case("hf: timm/imagenet-1k-wds validation shards", hub_timm_wds),
+]
+
+
+# ---- archives (tar, WebDataset, parquet) -------------------------------------------------------------------
+# Issue 14, Musts 2, 4, 6, 7: what extraction gives is what is read; the kept tar index follows the archive;
+# hostile headers, brace patterns and one-row-group parquet within bounds; an index folder that cannot be
+# written is no reason to refuse. References: the folder GNU tar extracts, or the same images in a plain form.
+# The images are labelled from the model's own predictions with every third one a miss (``_labelled``), so a
+# reading that drops, adds or swaps images gives other numbers, not only another count.
+
+import io as _io  # noqa: E402 - the section keeps its imports with it
+import shutil as _shutil  # noqa: E402
+import subprocess as _subprocess  # noqa: E402
+import tarfile as _tarfile  # noqa: E402
+
+
+def _val_images(folder: Path, n: int, seed: int = 14) -> dict[str, bytes]:
+    """{ILSVRC2012 validation name: a small random JPEG}, names 1..n."""
+    import numpy as np
+    from PIL import Image
+
+    rng = np.random.default_rng(seed)
+    out = {}
+    for i in range(1, n + 1):
+        h, w = (int(v) for v in rng.integers(48, 96, 2))
+        buf = _io.BytesIO()
+        Image.fromarray(rng.integers(0, 255, (h, w, 3), dtype=np.uint8)).save(buf, "JPEG", quality=90)
+        out[f"ILSVRC2012_val_{i:08d}.JPEG"] = buf.getvalue()
+    return out
+
+
+_PREDICTED: dict[bytes, int] = {}
+
+
+def _predict(weights: Path, images: dict[str, bytes]) -> None:
+    """The model's top-1 class of each image (Caffe preprocessing at the harness's size), kept by content: the
+    cases label their images with it, so the right images score 0.00 top-1 and any other reading does not."""
+    import numpy as np
+    import torch
+
+    sys.path.insert(0, str(ROOT))
+    from senet_zoo.images.preprocess import caffe_rgb
+    from senet_zoo.models.factory import create_model
+
+    todo = [b for b in images.values() if b not in _PREDICTED]
+    if not todo:
+        return
+    model = create_model("se_resnet50", pretrained=weights)
+    mean = torch.tensor([123.0, 117.0, 104.0]).view(1, 3, 1, 1)
+    with torch.inference_mode():
+        for jpeg in todo:
+            x = torch.from_numpy(np.ascontiguousarray(caffe_rgb(jpeg, RESIZE, SIZE))).permute(2, 0, 1)[None]
+            _PREDICTED[jpeg] = int(model(x.float() - mean)[0].argmax())
+
+
+def _labelled(folder: Path, weights: Path, n: int) -> tuple[dict[str, bytes], dict[str, int]]:
+    """n images named as ILSVRC2012 validation images, and their labels: the model's own top-1 class, but for
+    every third image the next class (a top-1 miss), so that the errors depend on which images are read."""
+    images = _val_images(folder, n)
+    _predict(weights, images)
+    return images, {name: (_PREDICTED[images[name]] + (i % 3 == 0)) % 1000 for i, name in enumerate(sorted(images))}
+
+
+def _wnid(label: int) -> str:
+    from senet_zoo import classes
+
+    return classes.sorted_wnids()[label]
+
+
+def _add(tf, name: str, payload: bytes | None = None, type=_tarfile.REGTYPE, link: str = "") -> None:
+    ti = _tarfile.TarInfo(name)
+    ti.type, ti.linkname, ti.mtime = type, link, 1_500_000_000
+    if payload is not None:
+        ti.size = len(payload)
+    tf.addfile(ti, _io.BytesIO(payload) if payload is not None else None)
+
+
+def _extract(tar: Path, dest: Path) -> Path:
+    dest.mkdir()
+    _subprocess.run(["tar", "-xf", str(tar), "-C", str(dest)], capture_output=True)
+    return dest
+
+
+def _tar_links(folder: Path, weights: Path):
+    images, labels = _labelled(folder, weights, 12)
+    names = sorted(images)
+    w = {n: _wnid(labels[n]) for n in names}
+    tar = folder / "tree-links.tar"
+    with _tarfile.open(tar, "w", format=_tarfile.GNU_FORMAT) as tf:
+        for n in names[:8]:
+            _add(tf, f"{w[n]}/{n}", images[n])
+        for n, target in zip(names[8:10], names[:2]):      # what tar cf writes for a deduplicated tree
+            _add(tf, f"{w[target]}/{n}", type=_tarfile.LNKTYPE, link=f"{w[target]}/{target}")
+        for n, target in zip(names[10:12], names[2:4]):
+            _add(tf, f"{w[target]}/{n}", type=_tarfile.SYMTYPE, link=f"{target}")
+    return ["--data", str(tar)], ["--data", str(_extract(tar, folder / "extracted"))]
+
+
+def _tar_duplicates(folder: Path, weights: Path):
+    images, labels = _labelled(folder, weights, 12)
+    names = sorted(images)
+    tar = folder / "tree-duplicates.tar"
+    with _tarfile.open(tar, "w") as tf:
+        for n in names[:8]:                               # the first copies: other images
+            _add(tf, f"{_wnid(labels[n])}/{n}", images[names[(names.index(n) + 4) % 12]])
+        for n in names:                                   # appended again: tar -x keeps the last
+            _add(tf, f"{_wnid(labels[n])}/{n}", images[n])
+    return ["--data", str(tar)], ["--data", str(_extract(tar, folder / "extracted"))]
+
+
+def _tar_sparse(folder: Path, weights: Path):
+    images, labels = _labelled(folder, weights, 12)
+    tree = folder / "tree"
+    for n, jpeg in sorted(images.items()):
+        path = tree / _wnid(labels[n]) / n
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with open(path, "wb") as f:  # an APP15 segment of 64,000 zero bytes, left as a hole: a sparse file
+            f.write(jpeg[:2] + b"\xff\xef" + (64_002).to_bytes(2, "big"))
+            f.seek(64_000, 1)
+            f.write(jpeg[2:])
+    tar = folder / "tree-sparse.tar"
+    _subprocess.run(["tar", "--format=gnu", "-S", "-cf", str(tar), "-C", str(tree), "."], check=True)
+    return ["--data", str(tar)], ["--data", str(tree)]
+
+
+def _tar_pax(folder: Path, weights: Path):
+    images, labels = _labelled(folder, weights, 12)
+    tar = folder / "tree-pax.tar"
+    with _tarfile.open(tar, "w", format=_tarfile.PAX_FORMAT) as tf:
+        for n, jpeg in sorted(images.items()):
+            _add(tf, f"{_wnid(labels[n])}/{'é' * 40}-{'d' * 80}/{n}", jpeg)        # pax path records
+    return ["--data", str(tar)], ["--data", str(_extract(tar, folder / "extracted"))]
+
+
+def _tar_negative_size(folder: Path, weights: Path):
+    images = _val_images(folder, 4)
+    tar = folder / "negative.tar"
+    with _tarfile.open(tar, "w", format=_tarfile.GNU_FORMAT) as tf:
+        for n, jpeg in sorted(images.items()):
+            _add(tf, n, jpeg)
+    raw = bytearray(tar.read_bytes())
+    second = 512 + (len(images[sorted(images)[0]]) + 511) // 512 * 512
+    # -512: the next header is this one again (tarfile reads it for ever, keeping each copy)
+    raw[second + 124:second + 136] = b"\xff" + (256 ** 11 - 512).to_bytes(11, "big")
+    raw[second + 148:second + 156] = b" " * 8
+    raw[second + 148:second + 156] = b"%06o\0 " % sum(raw[second:second + 512])
+    tar.write_bytes(bytes(raw))
+    return ["--data", str(tar)], "refused"
+
+
+def _tar_pair(folder: Path, weights: Path) -> tuple[Path, Path]:
+    """Two tars of one size, the same images in reverse order: each offset of one holds another image."""
+    images, labels = _labelled(folder, weights, 16)
+    names = sorted(images)
+    out = []
+    for tag, order in (("a", names), ("b", names[::-1])):
+        path = folder / f"{tag}.tar"
+        with _tarfile.open(path, "w") as tf:
+            for n in order:
+                _add(tf, f"{_wnid(labels[n])}/{n}", images[n])
+        out.append(path)
+    assert out[0].stat().st_size == out[1].stat().st_size
+    return out[0], out[1]
+
+
+def _copy_p(src: Path, dest: Path, mtime_ns: int) -> None:
+    _shutil.copyfile(src, dest)
+    os.utime(dest, ns=(mtime_ns, mtime_ns))
+
+
+def _tar_replaced(folder: Path, weights: Path):
+    first, second = _tar_pair(folder, weights)
+    data = folder / "val.tar"
+    _copy_p(second, data, 1_600_000_000_000_000_000)
+    return ["--data", str(data)], ["--data", str(_extract(second, folder / "extracted"))]
+
+
+def _tar_replaced_prepare(folder: Path, run) -> None:
+    """The tree's own index of the first tar, then the second copied over it keeping size and mtime (cp -p)."""
+    data = folder / "val.tar"
+    _copy_p(folder / "a.tar", data, 1_600_000_000_000_000_000)
+    run(["--data", str(data)])
+    _copy_p(folder / "b.tar", data, 1_600_000_000_000_000_000)
+
+
+def _tar_index_blocked(folder: Path, weights: Path):
+    images, labels = _labelled(folder, weights, 12)
+    tar = folder / "tree.tar"
+    with _tarfile.open(tar, "w") as tf:
+        for n, jpeg in sorted(images.items()):
+            _add(tf, f"{_wnid(labels[n])}/{n}", jpeg)
+    cache = folder / "cache"
+    cache.mkdir()
+    (cache / "tar-index").write_text("a file where the index folder would go\n")   # root ignores chmod
+    return ["--data", str(tar), "--cache", str(cache)], ["--data", str(_extract(tar, folder / "extracted"))]
+
+
+def _shard(path: Path, members: list[tuple[str, bytes]]) -> Path:
+    with _tarfile.open(path, "w") as tf:
+        for name, payload in members:
+            _add(tf, name, payload)
+    return path
+
+
+def _samples(images: dict[str, bytes], labels: dict[str, int], key=lambda stem: stem, ext="jpg", cls=None,
+             json_name=False):
+    out = []
+    for n, jpeg in sorted(images.items()):
+        stem = n.rsplit(".", 1)[0]
+        out += [(f"{key(stem)}.{ext}", jpeg), (f"{key(stem)}.{'v2.' if ext.startswith('v2') else ''}cls",
+                                                 (cls or {}).get(n, str(labels[n])).encode())]
+        if json_name:
+            out.append((f"{key(stem)}.json", f'{{"filename": "{n}"}}'.encode()))
+    return out
+
+
+def _wds_cls(text: str):
+    def build(folder: Path, weights: Path):
+        images, labels = _labelled(folder, weights, 12)
+        first = sorted(images)[0]
+        return ["--data", str(_shard(folder / "s.tar", _samples(images, labels, cls={first: text})))], "refused"
+    return build
+
+
+def _wds_deep_json(folder: Path, weights: Path):
+    images, labels = _labelled(folder, weights, 12)
+    members = _samples(images, labels)
+    members.insert(2, (members[0][0].rsplit(".", 1)[0] + ".json", b"[" * 100_000 + b"]" * 100_000))
+    return ["--data", str(_shard(folder / "s.tar", members))], "refused"
+
+
+def _wds_dotted_keys(folder: Path, weights: Path):
+    images, labels = _labelled(folder, weights, 12)
+    dotted = _shard(folder / "dotted.tar", _samples(images, labels, ext="v2.jpg"))   # key KEY, fields v2.jpg, v2.cls
+    plain = _shard(folder / "plain.tar", _samples(images, labels))
+    return ["--data", str(dotted)], ["--data", str(plain)]
+
+
+def _wds_duplicated_key(folder: Path, weights: Path):
+    images, labels = _labelled(folder, weights, 12)
+    names = sorted(images)
+    members = _samples(images, labels)
+    stem = names[0].rsplit(".", 1)[0]   # the first key again, at the end, with another image
+    members += [(f"{stem}.jpg", images[names[5]]), (f"{stem}.cls", str(labels[names[5]]).encode())]
+    return ["--data", str(_shard(folder / "s.tar", members))], "refused"
+
+
+def _wds_json_filename(folder: Path, weights: Path):
+    images, labels = _labelled(folder, weights, 40)   # under 50: labels the model's own, not cross-checked
+    shard = _shard(folder / "s.tar", _samples(images, labels, key=lambda s: f"sample{int(s[-8:]) * 7 % 1000:06d}",
+                                              json_name=True))
+    flat = folder / "flat"
+    flat.mkdir()
+    for n, jpeg in images.items():
+        (flat / n).write_bytes(jpeg)
+    (folder / "val.txt").write_text("".join(f"{n} {labels[n]}\n" for n in sorted(images)))
+    return ["--data", str(shard)], ["--data", str(flat), "--labels", str(folder / "val.txt")]
+
+
+def _braces(pattern: str):
+    def build(folder: Path, weights: Path):
+        return ["--data", str(folder / pattern)], "refused"
+    return build
+
+
+def _one_row_group(workers: int):
+    def build(folder: Path, weights: Path):
+        import numpy as np
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        base, base_labels = _labelled(folder, weights, 16)
+        rng = np.random.default_rng(6)
+        rows, names = [], []
+        labels = []
+        for i in range(1, 2001):   # ~128 KB a row, as ImageNet's JPEGs: random APP15 padding, skipped by decoders
+            jpeg = base[sorted(base)[i % 16]]
+            pad = b"".join(b"\xff\xef" + (65_002).to_bytes(2, "big") + rng.bytes(65_000) for _ in range(2))
+            rows.append({"bytes": jpeg[:2] + pad + jpeg[2:], "path": f"ILSVRC2012_val_{i:08d}.JPEG"})
+            labels.append(base_labels[sorted(base)[i % 16]])
+        image = pa.array(rows, pa.struct([("bytes", pa.binary()), ("path", pa.string())]))
+        table = pa.table({"image": image, "label": pa.array(labels, pa.int64())})
+        one, groups = folder / "one" / "validation-00000-of-00001.parquet", folder / "groups"
+        one.parent.mkdir()
+        pq.write_table(table, one, row_group_size=len(rows))    # pyarrow's defaults otherwise
+        groups.mkdir()
+        pq.write_table(table, groups / "validation-00000-of-00001.parquet", row_group_size=100)
+        # the labels are the model's own predictions, not ImageNet's: --expect-agreement says so
+        common = ["--limit", "16", "--workers", str(workers), "--expect-agreement", "the synthetic model"]
+        return ["--data", str(one), *common], ["--data", str(groups), *common]
+    return build
+
+
+CASES += [
+    Case("tar: hard links and symbolic links (a deduplicated tree)", _tar_links),
+    Case("tar: duplicate names (tar -x keeps the last)", _tar_duplicates),
+    Case("tar: GNU sparse members", _tar_sparse),
+    Case("tar: pax headers (long non-ASCII paths)", _tar_pax),
+    Case("tar: negative base-256 member size", _tar_negative_size),
+    Case("tar: replaced in place, same size and mtime (cp -p)", _tar_replaced, _tar_replaced_prepare),
+    Case("tar: index folder cannot be written", _tar_index_blocked),
+    Case("wds: .cls in Arabic-Indic digits", _wds_cls("٣")),
+    Case("wds: .cls of 5000 digits", _wds_cls("5" * 5000)),
+    Case("wds: .json nested 100,000 deep", _wds_deep_json),
+    Case("wds: keys with dots (a.v2.jpg)", _wds_dotted_keys),
+    Case("wds: a key used twice", _wds_duplicated_key),
+    Case("wds: keys other than the .json filename", _wds_json_filename),
+    Case("shards: s-{0..99999999999}.tar", _braces("s-{0..99999999999}.tar")),
+    Case("shards: s-{000000..999999}.tar, none there", _braces("s-{000000..999999}.tar")),
+    Case("parquet: one row group of 260 MB, 1 worker", _one_row_group(1)),
+    Case("parquet: one row group of 260 MB, 4 workers", _one_row_group(4)),
 ]
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import functools
 import json
+import re
 from importlib import resources
 
 import numpy as np
@@ -19,6 +20,17 @@ import numpy as np
 from .errors import SenetZooError
 
 NUM_CLASSES = 1000
+_ASCII_NUMBER = re.compile(r"[0-9]{1,7}", re.ASCII)
+
+
+def class_number(value: str, lo: int, hi: int) -> int | None:
+    """``value`` as an integer in lo..hi when it is plain ASCII digits (no signs, no Arabic-Indic, full-width
+    or superscript digits, which ``int`` and ``str.isdigit`` accept), else None. The one rule for class
+    numbers users write: label files, WebDataset ``.cls`` members."""
+    if not _ASCII_NUMBER.fullmatch(value):
+        return None
+    number = int(value)
+    return number if lo <= number <= hi else None
 
 
 @functools.lru_cache(maxsize=None)

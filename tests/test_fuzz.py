@@ -18,7 +18,7 @@ from senet_zoo.validation import labels as label_files
 
 SEED = 7
 CASES = {"v2_packed": 150, "v2_unpacked": 150, "v1": 150, "hdf5": 100, "labels_txt": 150, "labels_json": 100,
-         "torch_zip": 200}
+         "torch_zip": 200, "tar": 80, "wds": 60, "parquet": 60}
 
 
 @pytest.mark.slow
@@ -64,6 +64,8 @@ def test_the_seeds_convert_with_their_own_structure(tmp_path):
         "conv.weight": (4, 3, 3, 3), "bn.weight": (4,), "bn.bias": (4,), "bn.running_mean": (4,),
         "bn.running_var": (4,), "bn.num_batches_tracked": (), "fc.weight": (4, 3), "fc.bias": (3,)}
     assert state["fc.bias"].tolist() == [1.0, 3.0, 5.0]
+    for fmt in fuzz.ARCHIVE_FORMATS:  # read whole, and as the reference reads them
+        assert fuzz.run_case(fmt, fmt, paths[fmt], structure)["outcome"] == "accepted", fmt
 
 
 # --- what the fuzzer found ------------------------------------------------------------------------------------

@@ -154,8 +154,8 @@ def test_tar_index_is_built_once_kept_and_rebuilt_when_the_tar_changes(forms, in
     kept = list(index_cache.glob("copy.tar.*.json"))
     assert len(kept) == 1 and json.loads(kept[0].read_text())["size"] == tar.stat().st_size
     calls = []
-    real_scan = tar_source._scan
-    monkeypatch.setattr(tar_source, "_scan", lambda *a: calls.append(a) or real_scan(*a))
+    real_walk = tar_source.index.walk
+    monkeypatch.setattr(tar_source.index, "walk", lambda *a: calls.append(a) or real_walk(*a))
     assert data.load_eval_set(tar).names == first.names and calls == []      # read from the index
     elsewhere = tmp_path / "other-index"
     assert data.load_eval_set(tar, index_dir=elsewhere).names == first.names and len(calls) == 1
@@ -187,8 +187,8 @@ def test_bad_input_is_one_error_naming_the_file_and_member(forms, tmp_path):
     import pyarrow.parquet as pq
 
     tar = Path(forms["tar"])
-    members = tar_source.tar_members(tar, tmp_path / "i")
-    name, offset, size = members[3]
+    member = tar_source.tar_headers(tar, tmp_path / "i")[0][3]
+    name, offset, size = member.name, member.data, member.size
     jpeg = forms["folder"].joinpath(val_name(1)).read_bytes()
     gz = tmp_path / "val.tar.gz"
     gz.write_bytes(gzip.compress(tar.read_bytes()))
@@ -211,10 +211,10 @@ def test_bad_input_is_one_error_naming_the_file_and_member(forms, tmp_path):
         (_shard(tmp_path / "nocls.tar", {"k1.jpg": jpeg, "k1.cls": b"3", "k2.jpg": jpeg}),
          "nocls.tar: member k2.jpg: no k2.cls label beside it"),
         (_shard(tmp_path / "range.tar", {"k1.jpg": jpeg, "k1.cls": b"1000"}),
-         "range.tar: member k1.cls: label 1000 is not a class index 0..999"),
-        (_shard(tmp_path / "text.tar", {"k1.jpg": jpeg, "k1.cls": b"cat"}), "member k1.cls: 'cat' is not a class"),
-        (_shard(tmp_path / "json.tar", {"k1.jpg": jpeg, "k1.cls": b"1", "k1.json": b"{"}), "member k1.json: not valid"),
-        (str(tmp_path / "wds-{0..3}.tar"), "no such shard (4 of the 4 shards"),
+         "range.tar: member k1.cls: '1000' is not a class index 0..999 (ASCII digits)"),
+        (_shard(tmp_path / "text.tar", {"k1.jpg": jpeg, "k1.cls": b"cat"}), "member k1.cls: 'cat' is not a class index"),
+        (_shard(tmp_path / "json.tar", {"k1.jpg": jpeg, "k1.cls": b"1", "k1.json": b"{"}), "member k1.json: not usable JSON"),
+        (str(tmp_path / "wds-{0..3}.tar"), "wds-0.tar: no such shard (shard 1 of the 4 that wds-{0..3}.tar names)"),
         (no_label, "no_label.parquet: has no 'label' column"),
         (flat_image, "column 'image' is binary, expected a struct with 'bytes'"),
         (test_split, "row 0 (ILSVRC2012_val_00000001.JPEG): label -1 is not a class index 0..999 (the test split"),

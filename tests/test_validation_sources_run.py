@@ -20,7 +20,7 @@ from test_validation_run import (N_IMAGES, common, flat, independent, labels_fil
 
 pytestmark = pytest.mark.slow
 # what names the source (and what differs between any two runs); everything else must be equal
-SOURCE_FIELDS = {"path", "source", "source_uri", "member_list_sha256", "label_source"}
+SOURCE_FIELDS = {"path", "source", "source_uri", "member_list_sha256", "label_source", "notes"}
 RUN_FIELDS = {"created", "wall_time_s", "images_per_s", "command"}
 CORRUPT = b"\xff\xd8\xff\xe0" + np.random.default_rng(15).bytes(3000)
 

@@ -90,18 +90,8 @@ def detect_label_format(path: Path) -> str:
     return fmt
 
 
-_ASCII_INDEX = re.compile(r"[0-9]{1,7}", re.ASCII)
 _LINE_BREAK = re.compile(r"\r\n|\r|\n")  # not str.splitlines: U+2028, \x85, ... would shift devkit line numbers
 MAX_LABEL_FILE_BYTES = 256 << 20
-
-
-def _class_number(value: str, lo: int, hi: int) -> int | None:
-    """``value`` as an integer in lo..hi when it is plain ASCII digits (no signs, no Arabic-Indic, full-width
-    or superscript digits, which ``int`` and ``str.isdigit`` accept), else None."""
-    if not _ASCII_INDEX.fullmatch(value):
-        return None
-    number = int(value)
-    return number if lo <= number <= hi else None
 
 
 def read_label_file(path: Path, fmt: str = "auto") -> tuple[dict[str, int], str, str]:
@@ -157,7 +147,7 @@ def read_label_file(path: Path, fmt: str = "auto") -> tuple[dict[str, int], str,
                 continue
             where = f"line {lineno}"
             if fmt == "devkit":
-                devkit_id = _class_number(parts[0], 1, classes.NUM_CLASSES) if len(parts) == 1 else None
+                devkit_id = classes.class_number(parts[0], 1, classes.NUM_CLASSES) if len(parts) == 1 else None
                 if devkit_id is None:
                     raise SenetZooError(path, f"{where}: expected one devkit ID 1..1000 per line, got "
                                         f"{_clip(line.strip())!r}")
@@ -171,7 +161,7 @@ def read_label_file(path: Path, fmt: str = "auto") -> tuple[dict[str, int], str,
                     raise SenetZooError(path, f"{where}: unknown wnid {_clip(value)!r}")
                 add(name, wnid_index[value], where)
                 continue
-            index = _class_number(value, 0, classes.NUM_CLASSES - 1)
+            index = classes.class_number(value, 0, classes.NUM_CLASSES - 1)
             if index is None:
                 raise SenetZooError(path, f"{where}: label {_clip(value)!r} is not a class index 0..999 "
                                     "(ASCII digits)")

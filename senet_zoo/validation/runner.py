@@ -369,5 +369,5 @@ def data_section(evalset, cache=None) -> dict:
             "label_source": evalset.label_source, "labels_sha256": evalset.labels_sha256(),
             "file_list_sha256": evalset.file_list_sha256(),
             "source": evalset.source_kind, "source_uri": evalset.source_uri,
-            "member_list_sha256": evalset.member_list_sha256(),
+            "member_list_sha256": evalset.member_list_sha256(), "notes": list(evalset.notes),
             "decode_cache": cache.describe() if cache is not None else None}

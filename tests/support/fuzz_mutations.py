@@ -1,8 +1,10 @@
 """Mutations of the fuzzer's seed files (``fuzz_seeds.py``): byte-level (flips, truncation, insertion,
 duplicated and deleted chunks), protobuf-aware (declared lengths, field tags, varint values, blob shapes,
 whole fields duplicated or deleted, bulk), HDF5 through h5py on a copy (shapes, dtypes, storage, names,
-attributes, links, nesting), label-file text (odd digits, BOM, line breaks, nesting, huge numbers), and
-torch.save checkpoints (``fuzz_torch_zip.py``: pickle opcodes and arguments, archive entries).
+attributes, links, nesting), label-file text (odd digits, BOM, line breaks, nesting, huge numbers),
+torch.save checkpoints (``fuzz_torch_zip.py``: pickle opcodes and arguments, archive entries), and the
+archives of ``--data`` (``fuzz_archives.py``: tar headers, links, sparse and pax; WebDataset members; parquet
+schemas and row groups).
 
 ``case_input(fmt, seed, index, ...)`` is the one entry: a generator seeded with all three picks the mutation,
 so a case is rebuilt from those numbers alone."""
@@ -15,12 +17,13 @@ from pathlib import Path
 
 import numpy as np
 
+from .fuzz_archives import ARCHIVE_FORMATS, mutate_archive
 from .fuzz_seeds import TXT_LABEL_KINDS, _field, _varint
 
 CAFFE_FORMATS = ("v2_packed", "v2_unpacked", "v1", "hdf5")
 LABEL_FORMATS = ("labels_txt", "labels_json")
 CHECKPOINT_FORMATS = ("torch_zip",)      # timm's checkpoints (fuzz_torch_zip.py)
-FORMATS = CAFFE_FORMATS + LABEL_FORMATS + CHECKPOINT_FORMATS
+FORMATS = CAFFE_FORMATS + LABEL_FORMATS + CHECKPOINT_FORMATS + ARCHIVE_FORMATS
 
 # ----------------------------------------------------------------------------------------------------------
 # Protobuf wire positions (for structure-aware mutations)
@@ -486,6 +489,9 @@ def mutate_label_json(rng: random.Random, data: bytes) -> tuple[bytes, str]:
 def case_input(fmt: str, seed: int, index: int, seeds: dict[str, bytes], scratch: Path) -> tuple[bytes, str, str]:
     """(bytes, description of the mutation, seed name) of case ``index``: the same three numbers, the same case."""
     rng = random.Random(f"{fmt}:{seed}:{index}")
+    if fmt in ARCHIVE_FORMATS:
+        data, what = mutate_archive(fmt, rng, seeds[fmt])
+        return data, what, fmt
     if fmt == "hdf5":
         data, what = mutate_hdf5(rng, seeds["hdf5"], scratch)
         return data, what, "hdf5"

@@ -1,6 +1,7 @@
 """Seed files for the fuzzer (``fuzz.py``): a tiny caffemodel in each format Caffe wrote (binary V2 with packed
 blobs, V2 with one tag per value, V1 with the legacy 4-D blob dims, HDF5), label files in each format
-``--labels`` reads, and a ``torch.save`` checkpoint (``fuzz_torch_zip.py``). Built at run time from a fixed generator, so the bytes repeat on every run."""
+``--labels`` reads, a ``torch.save`` checkpoint (``fuzz_torch_zip.py``) and the archives ``--data`` reads
+(``fuzz_archives.archive_seeds``). Built at run time from a fixed generator, so the bytes repeat on every run."""
 from __future__ import annotations
 
 import dataclasses
@@ -10,6 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from .evidence import wire_field as _field, wire_varint as _varint
+from .fuzz_archives import SUFFIX, archive_seeds
 
 TXT_LABEL_KINDS = ("caffe", "senet", "devkit", "wnid")
 NUM_LABELS = 60  # above label_files.CROSS_CHECK_MIN_IMAGES, so the numbering cross-check runs on the seeds
@@ -144,4 +146,7 @@ def write_seeds(folder: Path) -> dict[str, Path]:
 
     paths["torch_zip"] = folder / "torch_zip.pth"
     paths["torch_zip"].write_bytes(seed_bytes())
+    for fmt, raw in archive_seeds().items():
+        paths[fmt] = folder / f"{fmt}{SUFFIX[fmt]}"
+        paths[fmt].write_bytes(raw)
     return paths

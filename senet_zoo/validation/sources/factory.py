@@ -67,27 +67,23 @@ def _open(data: str | os.PathLike, index_dir: str | os.PathLike | None) -> Sourc
     text = os.fspath(data)
     if hf.is_hf_uri(text):
         split = hf.fetch(text)
-        src = (_wds(split.files, split.files[0].parent, index_dir) if split.kind == "wds"
+        src = (_wds(*_indexed(split.files, index_dir), root=split.files[0].parent) if split.kind == "wds"
                else _parquet(split.files, split.files[0].parent))
         src.uri = split.uri
         src.notes.extend(split.notes)
         return src
     if wds.BRACE.search(text):
-        shards = [Path(p) for p in wds.expand_braces(text)]
-        missing = [p for p in shards if not p.is_file()]
-        if missing:
-            raise SenetZooError(missing[0], f"no such shard ({len(missing)} of the {len(shards)} shards of "
-                                f"{Path(text).name} are missing)")
-        return _wds(shards, Path(text), index_dir)
+        return _pattern(text, index_dir)
     root = Path(text)
     if root.is_file():
         kind = tar.sniff(root)
         if kind == "parquet":
             return _parquet([root], root)
         if kind in ("tar", "compressed"):
-            if wds.is_shard(root, index_dir):
-                return _wds([root], root, index_dir)
-            return _tar(root, index_dir)
+            headers, notes = tar.tar_headers(root, index_dir)
+            if wds.is_shard(headers):
+                return _wds([(root, headers)], notes, root=root)
+            return _tar(root, headers, notes)
         discover(root)  # raises: not a directory, tar or parquet file
     if root.is_dir():
         try:
@@ -103,29 +99,66 @@ def _open(data: str | os.PathLike, index_dir: str | os.PathLike | None) -> Sourc
             if parquets:
                 return _parquet(parquets, root)
             if tars:
+                shards, notes = [], []
                 for t in tars:
-                    if not wds.is_shard(t, index_dir):
+                    headers, more = tar.tar_headers(t, index_dir)
+                    if not wds.is_shard(headers):
                         raise SenetZooError(t, "not a WebDataset shard (no KEY.cls members); pass a single tar "
                                             "file as --data to read its images by name")
-                return _wds(tars, root, index_dir)
+                    shards.append((t, headers))
+                    notes += more
+                return _wds(shards, notes, root=root)
     layout, names = discover(root)
     return Source("folder", root, layout, names, lambda chosen: FolderReader(root, chosen))
 
 
-def _tar(path: Path, index_dir) -> Source:
-    members = {m[0]: m for m in tar.tar_members(path, index_dir)}
-    layout, names, prefix = classify(path, list(members))
-    entries = {n: (0, *members[prefix + n]) for n in names}
+def _pattern(text: str, index_dir) -> Source:
+    """Shards named by a brace pattern: at most ``wds.MAX_SHARDS``, the first missing one refused at once."""
+    total = wds.shard_count(text)
+    for i, name in enumerate(wds.expand_braces(text), 1):  # all there before any is read
+        if not os.path.isfile(name):
+            raise SenetZooError(name, f"no such shard (shard {i:,} of the {total:,} that {Path(text).name} names)")
+    return _wds(*_indexed([Path(name) for name in wds.expand_braces(text)], index_dir), root=Path(text))
+
+
+def _indexed(paths: list[Path], index_dir) -> tuple[list[tuple[Path, list]], list[str]]:
+    """([(tar, its headers)], the notes of reading them)."""
+    shards, notes = [], []
+    for path in paths:
+        headers, more = tar.tar_headers(path, index_dir)
+        shards.append((Path(path), headers))
+        notes += more
+    return shards, notes
+
+
+def _is_image_path(name: str) -> bool:
+    return _is_image(name.rsplit("/", 1)[-1])
+
+
+def _tar(path: Path, headers: list, notes: list[str]) -> Source:
+    files = tar.extract(path, headers, _is_image_path)
+    layout, names, prefix = classify(path, list(files.members))
+    entries = {}
+    for n in names:
+        m = files.members[prefix + n]
+        entries[n] = (0, prefix + n, m.data, m.size, m.sparse)
     return Source("tar", path, layout, names,
-                   lambda chosen: tar.TarReader([str(path)], [entries[n] for n in chosen]))
+                  lambda chosen: tar.TarReader([str(path)], [entries[n] for n in chosen]),
+                  notes=_unique(notes + files.notes))
 
 
-def _wds(shards: list[Path], root: Path, index_dir) -> Source:
-    names, entries, labels = wds.scan_shards(shards, index_dir)
+def _wds(shards: list, notes: list[str], root: Path) -> Source:
+    names, entries, labels = wds.scan_shards(shards)
+    paths = [s for s, _ in shards]
     source = (f"WebDataset .cls members of {len(shards)} shard{'s' if len(shards) > 1 else ''} (sorted-wnid "
               "indices, as timm/imagenet-1k-wds)")
-    return Source("wds", root, "flat", names, lambda chosen: wds.shard_reader(shards, chosen, entries),
-                   labels, source)
+    return Source("wds", root, "flat", names, lambda chosen: wds.shard_reader(paths, chosen, entries),
+                  labels, source, notes=_unique(notes))
+
+
+def _unique(notes: list[str]) -> list[str]:
+    """Each note once (one per shard would repeat the same words)."""
+    return list(dict.fromkeys(notes))
 
 
 def _parquet(files: list[Path], root: Path, uri: str | None = None) -> Source:

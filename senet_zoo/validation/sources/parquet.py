@@ -2,9 +2,14 @@
 a column ``image``, a struct of ``bytes`` (the encoded file) and ``path`` (its original file name), and a
 column ``label``, an integer class index (sorted-wnid order for ImageNet-1k).
 
-Building the set reads only the small ``image.path`` and ``label`` columns. A worker reads the image bytes of
-one row group at a time (``datasets`` writes image datasets in row groups of 100 rows) and keeps the last two,
-so batches of consecutive images cost one read per row group; each process opens its own files.
+Building the set reads only the small ``image.path`` and ``label`` columns. A worker reads the image bytes in
+windows of consecutive rows of about ``WINDOW_BYTES`` (sized from the row group's metadata), streamed with
+``ParquetFile.iter_batches`` through a small read buffer, and keeps the last ``KEEP_WINDOWS``: so a file written
+as one row group of 6 GB costs a worker what one of 100 rows costs (``datasets`` writes image datasets in row
+groups of 100 rows, which are one window each), and consecutive images cost one read per window. pyarrow reads
+no less than a data page, so a page larger than a window is the floor (pyarrow's own writer puts up to 1024
+rows in a page). A window before the current one restarts its row group's stream; each process opens its own
+files.
 """
 from __future__ import annotations
 
@@ -15,7 +20,10 @@ from ... import classes
 from ...errors import SenetZooError
 from ...images.preprocess import BadImage
 
-KEEP_ROW_GROUPS = 2
+WINDOW_BYTES = 8 << 20    # image bytes decoded at once by one worker
+KEEP_WINDOWS = 2
+FALLBACK_ROWS = 16
+READ_BUFFER = 1 << 20     # pyarrow reads column chunks through a buffer this size, not whole
 
 
 def _pq():
@@ -101,38 +109,75 @@ class ParquetReader:
                 self._stat.append((st.st_size, st.st_mtime_ns))
             except OSError:
                 self._stat.append((-1, -1))
-        self._pid, self._open, self._groups = None, {}, {}
+        self._reset()
+
+    def _reset(self) -> None:
+        self._pid = os.getpid()
+        self._open: dict = {}                  # f -> ParquetFile
+        self._windows: dict = {}               # (f, g, first row) -> the window's image bytes column
+        self._stream = None                    # (f, g, batch iterator, its next row)
 
     def __getstate__(self):
         state = dict(self.__dict__)
-        state["_pid"], state["_open"], state["_groups"] = None, {}, {}
+        state["_pid"], state["_open"], state["_windows"], state["_stream"] = None, {}, {}, None
         return state
 
     def __len__(self) -> int:
         return len(self.entries)
 
-    def _group(self, f: int, g: int):
-        if self._pid != os.getpid():  # a forked worker: its own file handles and row groups
-            self._pid, self._open, self._groups = os.getpid(), {}, {}
-        column = self._groups.get((f, g))
-        if column is None:
-            pf = self._open.get(f)
-            if pf is None:
-                pf = self._open[f] = _pq().ParquetFile(self.files[f], memory_map=True)
+    def _file(self, f: int):
+        pf = self._open.get(f)
+        if pf is None:
+            # a buffered stream, not a memory map: the pages of a large row group are read and let go, instead
+            # of staying mapped in the worker
+            pf = self._open[f] = _pq().ParquetFile(self.files[f], memory_map=False, buffer_size=READ_BUFFER,
+                                                   pre_buffer=False)
+        return pf
+
+    def _window_rows(self, pf, g: int) -> int:
+        """Rows per window in row group g: ``WINDOW_BYTES`` of image bytes, by the column chunk's own size
+        (``FALLBACK_ROWS`` when the metadata cannot say)."""
+        try:
+            rg = pf.metadata.row_group(g)
+            leaf = [pf.schema.column(j).path for j in range(len(pf.schema))].index("image.bytes")
+            per_row = max(1, rg.column(leaf).total_uncompressed_size // max(1, rg.num_rows))
+            return max(1, min(rg.num_rows, WINDOW_BYTES // per_row))
+        except Exception:  # damaged metadata: the rows themselves will say whether they can be read
+            return FALLBACK_ROWS
+
+    def _row(self, f: int, g: int, r: int):
+        """(the window holding row r of row group g of file f, r's place in it)."""
+        if self._pid != os.getpid():  # a forked worker: its own file handles and windows
+            self._reset()
+        for (wf, wg, first), column in self._windows.items():
+            if wf == f and wg == g and first <= r < first + len(column):
+                return column, r - first
+        if self._stream is None or self._stream[:2] != (f, g) or self._stream[3] > r:
+            pf = self._file(f)
             # one thread: the DataLoader already runs one worker per core, and arrow's pool would compete
-            # with the decodes (a 5x slower read here); the memory map spares a copy of the row group
-            table = pf.read_row_group(g, columns=["image.bytes"], use_threads=False)
-            column = table.column("image").combine_chunks().field("bytes")
-            while len(self._groups) >= KEEP_ROW_GROUPS:
-                self._groups.pop(next(iter(self._groups)))
-            self._groups[(f, g)] = column
-        return column
+            # with the decodes; the whole struct, not image.bytes alone, which pyarrow 26 streams 3-7x slower
+            batches = pf.iter_batches(batch_size=self._window_rows(pf, g), row_groups=[g], columns=["image"],
+                                      use_threads=False)
+            self._stream = (f, g, batches, 0)
+        _, _, batches, first = self._stream
+        for batch in batches:
+            column = batch.column(0).field("bytes")
+            self._stream = (f, g, batches, first + len(column))
+            if r < first + len(column):
+                while len(self._windows) >= KEEP_WINDOWS:
+                    self._windows.pop(next(iter(self._windows)))
+                self._windows[(f, g, first)] = column
+                return column, r - first
+            first += len(column)
+        raise IndexError(f"row group {g} has {first} rows")
 
     def read(self, i: int) -> bytes:
         f, g, r = self.entries[i]
         try:
-            data = self._group(f, g)[r].as_py()
+            column, k = self._row(f, g, r)
+            data = column[k].as_py()
         except Exception as e:  # a row group that cannot be read is that image's failure
+            self._stream = None   # and its stream is not resumed
             raise BadImage(f"{self.where(i)}: cannot read ({type(e).__name__}: {e})") from None
         if not data:
             raise BadImage(f"{self.where(i)}: no image bytes")
