@@ -38,6 +38,9 @@ from .progress import NUM_CLASSES, Progress
 
 # Test hook: SIGKILL this process (rank 0) right after it has written the progress of this many steps.
 KILL_AFTER_STEPS_ENV = "SENET_ZOO_VALIDATE_KILL_AFTER_STEPS"
+# Test hook, "STEP:PATH": rank 0 pauses before step STEP (0: before the decode workers start) until PATH exists,
+# having created PATH.waiting, so a test can run something else at a known point of this run.
+PAUSE_BEFORE_STEP_ENV = "SENET_ZOO_VALIDATE_PAUSE_BEFORE_STEP"
 AMP_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
 
 
@@ -248,9 +251,13 @@ def _loop(forward, loader, opts: EvalOptions, dist: distributed.Dist, table: _Ta
     n_steps = math.ceil((table.n_batches - at.done_batches) / world)
     committer = _Committer(opts, dist, table, at, sink, progress, reporter, t0)
     pending = None
+    pause = _pause_hook(dist)
     with torch.inference_mode():
+        pause(0)
         it = DeviceFeed(start(loader), device) if loader is not None else None
         for step in range(n_steps):
+            if step:
+                pause(step)
             b = at.done_batches + step * world + dist.rank
             packed = torch.full((bsz, 6), STATUS_PAD, dtype=torch.int64, device=device)
             packed[:, :5] = 0
@@ -281,6 +288,24 @@ def _loop(forward, loader, opts: EvalOptions, dist: distributed.Dist, table: _Ta
             pending = (step, gathered, gathered_logits, event)
         if pending is not None:
             committer.commit(*pending)
+
+
+def _pause_hook(dist: distributed.Dist) -> Callable[[int], None]:
+    """``PAUSE_BEFORE_STEP_ENV``'s pause (a no-op without it)."""
+    value = os.environ.get(PAUSE_BEFORE_STEP_ENV, "")
+    if not value or not dist.is_main:
+        return lambda step: None
+    at, _, path = value.partition(":")
+
+    def pause(step: int) -> None:
+        if step != int(at):
+            return
+        open(path + ".waiting", "w").close()
+        deadline = time.monotonic() + 600
+        while not os.path.exists(path) and time.monotonic() < deadline:
+            time.sleep(0.01)
+
+    return pause
 
 
 class _Committer:
