@@ -258,25 +258,35 @@ def test_a_read_only_cache_location_is_read_or_left_with_one_note(release, flat,
 # ------------------------------------------------------------------------------- bad images, reused (issue 18)
 
 def test_a_reused_cache_keeps_a_bad_image_bad_under_skip_bad_images(release, flat, tmp_path):
-    """A hand-built file that is no image (JPEG start-of-image, then bytes that are no JPEG segment) among the
-    13: stored as bad by the first run, read as bad by the second from the cache (every row stored: the one-copy
-    path). Its row in the cache is zeros, a black crop: scored under its label it would count as an image."""
+    """A hand-built file that is no image (JPEG start-of-image, then bytes that are no JPEG segment) as the 14th
+    image: stored as bad by the first run; read as bad by the second from the filled cache (the resident
+    slices), and by a third from a partly filled one (the first batch set back to not stored: workers, and the
+    one-copy path for the bad image's batch, every row of which is stored). Its row in the cache is zeros, a
+    black crop: scored under its label it would count as an image."""
     data = tmp_path / "data"
     shutil.copytree(flat, data)
     bad = val_name(N_IMAGES + 1)
     (data / bad).write_bytes(b"\xff\xd8" + b"not a JPEG segment" * 50)
     cache = tmp_path / "cache"
     records = []
-    for name in ("first", "second"):
+    for name in ("first", "second", "third"):
+        if name == "third":
+            status = np.load(current(cache) / "status.npy", mmap_mode="r+")
+            assert status[N_IMAGES] == 0 and (status[:N_IMAGES] == 1).all()  # stored as bad, the others as images
+            status[:3] = -1
+            status.flush()
+            del status
         out = tmp_path / f"{name}.json"
         assert validate(common(release, data, out, "--skip-bad-images", "--cache", str(cache))) == 0
         records.append(load(out))
-    (r1, p1), (r2, p2) = records
-    assert not r1["data"]["decode_cache"]["reused"]
-    assert r2["data"]["decode_cache"]["reused"] and r2["data"]["decode_cache"]["decoded"] == 0
+    caches = [r["data"]["decode_cache"] for r, _ in records]
+    assert not caches[0]["reused"]
+    assert caches[1]["reused"] and caches[1]["batches_from"] == "memory-mapped decode cache"
+    assert caches[2]["reused"] and caches[2]["decoded"] == 3
+    assert caches[2]["batches_from"] == "its files, by DataLoader workers"
     for record, pred in records:
         assert record["results"]["bad_images"] == [bad] and record["results"]["num_bad_images"] == 1
         assert record["results"]["num_images"] == N_IMAGES and bad not in pred["names"].tolist()
         assert record["protocol"]["notes"][-1] == "1 unreadable image(s) skipped"
-    assert r1["results"] == r2["results"]
-    np.testing.assert_array_equal(p1["top5"], p2["top5"])
+        assert record["results"] == records[0][0]["results"]
+        np.testing.assert_array_equal(pred["top5"], records[0][1]["top5"])

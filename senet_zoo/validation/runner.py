@@ -32,9 +32,10 @@ from ..models.fold import fold_batchnorm
 from ..weights.download import fetch_weights
 from ..weights.folder import resolve_weights
 from . import distributed, metrics
-from .cache import CacheUnavailable, DecodeCache, cache_key
+from .cache import STORED, CacheUnavailable, DecodeCache, cache_key
 from .evaluate import EvalOptions, Outcome, evaluate
 from .progress import Progress
+from .resident import ResidentCrops
 from .record import (FULL_VAL_IMAGES, REFERENCE_RUNTIME_PREFIX, SCHEMA, command_line, default_output, exit_code,
                      format_table, sibling, verdict, verdict_line, write_predictions, write_record)
 from .session import Session, check_writable, session
@@ -130,13 +131,19 @@ def open_cache(root: Path | None, evalset, prep: Preprocessing, dist: distribute
 def prepare_model(model: torch.nn.Module, device: torch.device, precision: str, channels_last: bool | None = None,
                   compile: bool = False, fold: bool = True) -> tuple[torch.nn.Module, bool, int, bool]:
     """(the model as validate runs it, channels_last, BatchNorms folded, compiled): BatchNorm folded into the
-    convolutions (tests/test_fold.py holds it to the unfolded outputs), on the device, in its memory format.
-    Also what ``benchmarks/validate.py`` measures, so the benchmark runs the command's model."""
+    convolutions (tests/test_fold.py holds it to the unfolded outputs), under ``--amp bf16`` cast to bf16
+    once, on the device, in its memory format. Also what ``benchmarks/validate.py`` measures, so the
+    benchmark runs the command's model."""
     # channels_last: faster on the CPU (oneDNN's blocked convolutions, 1.3x measured for SE-ResNet-50) and
     # with --amp on CUDA (tensor cores); exact fp32 on CUDA keeps NCHW, cuDNN's reference layout.
     if channels_last is None:
         channels_last = device.type == "cpu" or precision != "fp32"
     model, folded = fold_batchnorm(model, inplace=True) if fold else (model, 0)
+    if precision == "bf16" and fold:
+        # Once, instead of autocast casting every weight again on every batch: the same arithmetic (bf16
+        # convolutions on bf16 weights, bf16 activations), logits equal to autocast's bit for bit on the CPU
+        # (benchmarks/amp_cast.py, docs/validation.md). fp16 and unfolded BatchNorm keep autocast.
+        model = model.to(torch.bfloat16)
     model = model.to(device)
     if channels_last:
         model = model.to(memory_format=torch.channels_last)
@@ -187,8 +194,9 @@ def _run(args, ckpt: registry.Checkpoint, s: Session, output: Path, made: list[P
             made.append(progress)
         s.log(f"{ckpt.display_name}: {len(s.evalset):,} images ({s.evalset.layout}, {s.evalset.root}), {run.prep.name} "
               f"preprocessing {run.prep.resize} -> {run.img_size}, {s.precision}, {s.device}"
-              f"{f' x{s.dist.world_size} processes' if s.dist.enabled else ''}, batch {args.batch_size}, "
-              f"{opts.workers} workers{', BatchNorm folded' if prepared['bn_folded'] else ''}"
+              f"{f' x{s.dist.world_size} processes' if s.dist.enabled else ''}, batch {opts.batch_size}, "
+              f"{f'batches from the {opts.resident.where}' if opts.resident else f'{opts.workers} workers'}"
+              f"{', BatchNorm folded' if prepared['bn_folded'] else ''}"
               f"{', compiled' if prepared['compiled'] else ''}")
         outcome = evaluate(model, s.evalset, run.prep, run.mean, run.std, opts, s.dist, progress, args.resume, s.log)
         ok, errs, v = _score(outcome, s, published, ckpt)
@@ -270,11 +278,20 @@ def _prepare(args, run: _Loaded, s: Session) -> tuple[torch.nn.Module, EvalOptio
                                                            fold=getattr(args, "fold_bn", True))
     workers = args.workers if args.workers is not None else default_workers(s.device)
     cache, cache_unused = open_cache(getattr(args, "cache", None), s.evalset, run.prep, s.dist, s.log)
-    opts = EvalOptions(device=s.device, precision=s.precision, batch_size=args.batch_size, workers=workers,
+    # A set smaller than one batch is one batch of exactly its images: padding 3 images to 128 cost 2.5 GB and
+    # 3.5x the time on the CPU. Its numbers are those of --batch-size N (recorded as the batch size used).
+    batch_size = min(args.batch_size, len(s.evalset))
+    resident = None
+    if cache is not None and cache.complete:  # nothing left to decode: batches are slices of the whole set
+        resident = s.resident.get((str(cache.folder), str(s.device)), lambda: ResidentCrops.load(
+            cache.images, cache.status == STORED, s.device, s.log))
+    opts = EvalOptions(device=s.device, precision=s.precision, batch_size=batch_size, workers=workers,
                        channels_last=channels_last, skip_bad_images=args.skip_bad_images,
-                       save_logits=args.save_logits, show_progress=not args.no_progress, cache=cache)
+                       save_logits=args.save_logits, show_progress=not args.no_progress, cache=cache,
+                       resident=resident)
+    weights_dtype = str(next(model.parameters()).dtype).removeprefix("torch.")
     return model, opts, {"channels_last": channels_last, "bn_folded": folded, "compiled": compiled,
-                         "cache_unused": cache_unused}
+                         "weights_dtype": weights_dtype, "cache_unused": cache_unused}
 
 
 def _progress(args, run: _Loaded, opts: EvalOptions, prepared: dict, s: Session, output: Path,
@@ -287,10 +304,11 @@ def _progress(args, run: _Loaded, opts: EvalOptions, prepared: dict, s: Session,
     gpu = torch.cuda.get_device_name(s.device) if s.device.type == "cuda" else None
     key = {"model": args.model, "weights_sha256": weights_sha256, "file_list_sha256": s.evalset.file_list_sha256(),
            "labels_sha256": s.evalset.labels_sha256(), "preprocess": [run.prep.name, run.prep.resize, run.prep.crop],
-           "mean": run.mean, "std": run.std, "precision": s.precision, "batch_size": args.batch_size,
+           "mean": run.mean, "std": run.std, "precision": s.precision, "batch_size": opts.batch_size,
            "device": s.device.type, "gpu": gpu, "channels_last": prepared["channels_last"],
            "save_logits": args.save_logits, "torch": torch.__version__, "opencv": cv2.__version__,
-           "bn_folded": prepared["bn_folded"], "compiled": prepared["compiled"]}
+           "bn_folded": prepared["bn_folded"], "compiled": prepared["compiled"],
+           "weights_dtype": prepared["weights_dtype"]}
     return Progress(sibling(output, ".progress.npz"), key)
 
 
@@ -344,7 +362,7 @@ def _record(args, ckpt: registry.Checkpoint, s: Session, run: _Loaded, opts: Eva
         "weights": {"path": str(Path(run.weights_arg).resolve()), "file": str(run.weights_file.resolve()),
                     "sha256": weights_sha256, "converter_version": meta.get("converter_version"),
                     "source_sha256": meta.get("source_sha256"), **(run.origin or {})},
-        "data": data_section(s.evalset, opts.cache, prepared["cache_unused"]),
+        "data": data_section(s.evalset, opts.cache, prepared["cache_unused"], opts.resident),
         "preprocess": run.prep.describe(run.mean, run.std),
         "img_size": run.img_size,
         "precision": s.precision,
@@ -352,11 +370,13 @@ def _record(args, ckpt: registry.Checkpoint, s: Session, run: _Loaded, opts: Eva
         # exact mode's evidence: the precision flags as torch reported them just before the loop, and the
         # relative error of a convolution on this device against float64 (fp32 ~1e-6, TF32 ~1e-3)
         "numerics": outcome.numerics,
-        "run": {"batch_size": args.batch_size, "workers": opts.workers, "channels_last": prepared["channels_last"],
+        "run": {"batch_size": opts.batch_size, "workers": opts.workers, "channels_last": prepared["channels_last"],
                 "bn_folded": prepared["bn_folded"], "compiled": prepared["compiled"],
-                "resumed_from_image": outcome.resumed_from, "skip_bad_images": args.skip_bad_images,
+                "weights_dtype": prepared["weights_dtype"], "resumed_from_image": outcome.resumed_from,
+                "skip_bad_images": args.skip_bad_images,
                 "batches": "fixed batches of batch_size images in name order, round-robin over processes; "
-                           "the last one padded to batch_size (padding rows dropped)"},
+                           "the last one padded to batch_size (padding rows dropped); a set smaller than "
+                           "--batch-size is one batch of exactly its images"},
         "results": results,
         "published": published,
         "delta": None if not published else {"top1_err": round(errs["top1_err"] - published["top1_err"], 6),
@@ -376,9 +396,10 @@ def _record(args, ckpt: registry.Checkpoint, s: Session, run: _Loaded, opts: Eva
     return record
 
 
-def data_section(evalset, cache=None, cache_unused: str | None = None) -> dict:
+def data_section(evalset, cache=None, cache_unused: str | None = None, resident=None) -> dict:
     """The record's ``data``: which images, labelled how, read from where (``decode_cache``: the folder
-    used, ``{"unused": why}`` when ``--cache`` could not be used, None without ``--cache``)."""
+    used and where the batches came from, ``{"unused": why}`` when ``--cache`` could not be used, None
+    without ``--cache``)."""
     return {"path": str(Path(evalset.root).resolve()), "layout": evalset.layout, "num_images": len(evalset),
             "num_found": evalset.num_found, "limit": evalset.limit,
             "subset_rule": "the N smallest sha256(base name), in name order" if evalset.limit else None,
@@ -386,5 +407,6 @@ def data_section(evalset, cache=None, cache_unused: str | None = None) -> dict:
             "file_list_sha256": evalset.file_list_sha256(),
             "source": evalset.source_kind, "source_uri": evalset.source_uri,
             "member_list_sha256": evalset.member_list_sha256(), "notes": list(evalset.notes),
-            "decode_cache": cache.describe() if cache is not None else
+            "decode_cache": {**cache.describe(), "batches_from": resident.where if resident else
+                             "its files, by DataLoader workers"} if cache is not None else
             ({"unused": cache_unused} if cache_unused else None)}
