@@ -173,7 +173,7 @@ def test_no_room_for_the_cache_is_one_note_and_the_run_carries_on(release, flat,
                         preexec)
         assert r.returncode == 0, r.stderr[-3000:]
         assert r.stderr.strip() == ""
-        notes = [line for line in r.stdout.splitlines() if "decode cache" in line]
+        notes = [line for line in r.stdout.splitlines() if line.startswith("decode cache")]
         assert len(notes) == 1 and "not used, no room for the crops of 13 images" in notes[0], notes
         assert notes[0].endswith("; carrying on without it")
         # nothing half-written is left for a later run: no folder of crops, no temporary
@@ -239,7 +239,7 @@ def test_a_read_only_cache_location_is_read_or_left_with_one_note(release, flat,
         assert r.returncode == 0, r.stderr[-3000:]
         assert r.stderr.strip() == ""
         assert {p: p.read_bytes() for p in before} == before  # nothing written
-    notes = [line for line in r.stdout.splitlines() if "decode cache" in line]
+    notes = [line for line in r.stdout.splitlines() if line.startswith("decode cache")]
     assert len(notes) == 1, r.stdout
     info = json.loads(out.read_text())["data"]["decode_cache"]
     if stored == N_IMAGES:

@@ -178,7 +178,7 @@ class DecodeCache:
         what is wrong with it, or None."""
         self._lock_fd = _shared_lock(self.folder)
         if self._lock_fd is None and (self.folder / "lock").exists():
-            return "in the middle of being removed"
+            return "its lock cannot be taken (being removed, or not readable)"
         try:
             stored = jsonio.load_path(self.folder / "key.json")
         except (OSError, ValueError):

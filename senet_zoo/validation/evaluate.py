@@ -391,8 +391,10 @@ class _Committer:
                 t.any_bad(t.rows_of(self.finished)) and not self.opts.skip_bad_images):
             return
         self.sink.sync()
-        self.progress.save(self.finished, t.rows_of(self.finished), t.top5, t.status,
-                           self.at.prior_elapsed + time.perf_counter() - self.t0, self.sink.rows)
+        rows = t.rows_of(self.finished)
+        # min: an interruption inside commit may have appended logits of a step not yet counted as finished
+        self.progress.save(self.finished, rows, t.top5, t.status, self.at.prior_elapsed + time.perf_counter() - self.t0,
+                           min(self.sink.rows, rows))
         self.saved, self.last_save = self.finished, time.monotonic()
 
 
