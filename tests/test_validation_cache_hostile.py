@@ -281,9 +281,9 @@ def test_a_reused_cache_keeps_a_bad_image_bad_under_skip_bad_images(release, fla
         records.append(load(out))
     caches = [r["data"]["decode_cache"] for r, _ in records]
     assert not caches[0]["reused"]
-    assert caches[1]["reused"] and caches[1]["batches_from"] == "memory-mapped decode cache"
+    assert caches[1]["reused"] and caches[1]["resident"] == "memory-mapped files"
     assert caches[2]["reused"] and caches[2]["decoded"] == 3
-    assert caches[2]["batches_from"] == "its files, by DataLoader workers"
+    assert caches[2]["resident"] is None  # workers, copying from the files
     for record, pred in records:
         assert record["results"]["bad_images"] == [bad] and record["results"]["num_bad_images"] == 1
         assert record["results"]["num_images"] == N_IMAGES and bad not in pred["names"].tolist()

@@ -107,9 +107,8 @@ def test_one_record_per_setting_a_summary_table_and_exit_1(uninterrupted):
     assert not first["reused"] and second["reused"] and second["decoded"] == 0  # the second model's crops: read
     # the first model decodes (DataLoader workers fill the cache), the second slices the filled cache: on CUDA
     # the whole set in device memory, on the CPU the memory-mapped cache itself
-    assert first["batches_from"] == "its files, by DataLoader workers"
-    assert second["batches_from"] == "memory-mapped decode cache"
-    assert "batches from the memory-mapped decode cache" in r.stdout.split("[2/2]")[1]
+    assert first["resident"] is None and second["resident"] == "memory-mapped files"
+    assert "batches from the decode cache in memory-mapped files" in r.stdout.split("[2/2]")[1]
 
 
 def test_a_sweep_killed_in_its_second_model_resumes_to_the_same_records(weights_dir, flat, uninterrupted, tmp_path):

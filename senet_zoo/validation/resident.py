@@ -28,7 +28,8 @@ def _gib(nbytes: int) -> str:
 
 
 class ResidentCrops:
-    """(N, crop, crop, 3) uint8 crops and their (N,) int8 batch statuses, on ``where``."""
+    """(N, crop, crop, 3) uint8 crops and their (N,) int8 batch statuses; ``where`` they are (``cuda:0
+    memory``, ``memory-mapped files``), as the record's ``data.decode_cache.resident`` says."""
 
     def __init__(self, images: torch.Tensor, status: torch.Tensor, where: str):
         self.images, self.status, self.where = images, status, where
@@ -44,7 +45,7 @@ class ResidentCrops:
                 # a read-only mapping: torch warns that writing would fail; the loop only reads (it converts
                 # each batch to float before normalising)
                 warnings.simplefilter("ignore", UserWarning)
-                return cls(torch.from_numpy(images), status, "memory-mapped decode cache")
+                return cls(torch.from_numpy(images), status, "memory-mapped files")
         need = images.nbytes + status.nbytes
         free, _total = torch.cuda.mem_get_info(device)
         if need > free - DEVICE_RESERVE_BYTES:
@@ -56,7 +57,7 @@ class ResidentCrops:
             # np.array: a writable host copy of the read-only mapping's rows, copied on to the device
             on_device[i:i + CHUNK_ROWS].copy_(torch.from_numpy(np.array(images[i:i + CHUNK_ROWS])))
         log(f"decode cache: {_gib(need)} of crops loaded into {device} memory")
-        return cls(on_device, status.to(device), f"decode cache in {device.type} memory")
+        return cls(on_device, status.to(device), f"{device} memory")
 
     def batches(self, mine: list[int], batch_size: int) -> Iterator[tuple[int, torch.Tensor, torch.Tensor]]:
         """(k, images, status) of batch k for each k in ``mine``, as ``batches.BatchDataset`` gives them."""

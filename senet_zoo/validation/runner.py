@@ -192,10 +192,11 @@ def _run(args, ckpt: registry.Checkpoint, s: Session, output: Path, made: list[P
         progress = _progress(args, run, opts, prepared, s, output, weights_sha256)
         if progress is not None:
             made.append(progress)
+        feed = f"batches from the decode cache in {opts.resident.where}" if opts.resident else \
+            f"{opts.workers} workers"
         s.log(f"{ckpt.display_name}: {len(s.evalset):,} images ({s.evalset.layout}, {s.evalset.root}), {run.prep.name} "
               f"preprocessing {run.prep.resize} -> {run.img_size}, {s.precision}, {s.device}"
-              f"{f' x{s.dist.world_size} processes' if s.dist.enabled else ''}, batch {opts.batch_size}, "
-              f"{f'batches from the {opts.resident.where}' if opts.resident else f'{opts.workers} workers'}"
+              f"{f' x{s.dist.world_size} processes' if s.dist.enabled else ''}, batch {opts.batch_size}, {feed}"
               f"{', BatchNorm folded' if prepared['bn_folded'] else ''}"
               f"{', compiled' if prepared['compiled'] else ''}")
         outcome = evaluate(model, s.evalset, run.prep, run.mean, run.std, opts, s.dist, progress, args.resume, s.log)
@@ -398,8 +399,8 @@ def _record(args, ckpt: registry.Checkpoint, s: Session, run: _Loaded, opts: Eva
 
 def data_section(evalset, cache=None, cache_unused: str | None = None, resident=None) -> dict:
     """The record's ``data``: which images, labelled how, read from where (``decode_cache``: the folder
-    used and where the batches came from, ``{"unused": why}`` when ``--cache`` could not be used, None
-    without ``--cache``)."""
+    used and where its crops were resident, or None when workers copied them from its files; ``{"unused":
+    why}`` when ``--cache`` could not be used, None without ``--cache``)."""
     return {"path": str(Path(evalset.root).resolve()), "layout": evalset.layout, "num_images": len(evalset),
             "num_found": evalset.num_found, "limit": evalset.limit,
             "subset_rule": "the N smallest sha256(base name), in name order" if evalset.limit else None,
@@ -407,6 +408,6 @@ def data_section(evalset, cache=None, cache_unused: str | None = None, resident=
             "file_list_sha256": evalset.file_list_sha256(),
             "source": evalset.source_kind, "source_uri": evalset.source_uri,
             "member_list_sha256": evalset.member_list_sha256(), "notes": list(evalset.notes),
-            "decode_cache": {**cache.describe(), "batches_from": resident.where if resident else
-                             "its files, by DataLoader workers"} if cache is not None else
+            "decode_cache": {**cache.describe(), "resident": resident.where if resident else None}
+            if cache is not None else
             ({"unused": cache_unused} if cache_unused else None)}
