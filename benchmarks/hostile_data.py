@@ -19,7 +19,9 @@ A case is ``Case(name, build)`` where ``build(folder, weights) -> (argv, expect)
 (a fresh copy of a Hub cache) and the environment it is given. A case may also give ``before_run(folder,
 run)``, called for each tree just before its measured run, where ``run(argv)`` runs that tree's validate in the
 same work folder (the same HOME, so the same tar index): state the measured run then meets, e.g. a tree's own
-index of a tar that is then replaced. Add a class: write a builder, append it.
+index of a tar that is then replaced. A case whose measurement is not one command (two runs at once, a mount
+around the run) gives ``run(tree, argv, weights, work, timeout, memory, env) -> result`` in place of the
+harness's own. Add a class: write a builder, append it.
 """
 from __future__ import annotations
 
@@ -45,6 +47,7 @@ class Case:
     name: str
     build: Callable[[Path, Path], tuple[list[str], object]]
     before_run: Callable[[Path, Callable[[list[str]], dict]], None] | None = None
+    run: Callable | None = None  # run(tree, argv, weights, work, timeout, memory, env) -> result, when not one command
 
 
 def make_weights(folder: Path) -> Path:
@@ -117,6 +120,194 @@ def clip(text: str, n: int = 80) -> str:
     return text if len(text) <= n else text[:n - 1] + "…"
 
 
+# ---- decode cache (issue 14, Must 4): one --cache DIR shared by two runs, full, or read-only
+#
+# The data: 40 generated JPEGs, labelled with the synthetic model's own top-1 (--expect-agreement), so a right
+# reading gives 0.00 top-1 error and any wrong crop shows. Each tree fills its own caches (the layout changed).
+
+N_CACHE = 40
+
+
+def _jpegs(folder: Path, first: int, count: int, seed: int) -> Path:
+    import numpy as np
+    from PIL import Image
+
+    folder.mkdir(parents=True)
+    rng = np.random.default_rng(seed)
+    for i in range(first, first + count):
+        h, w = (int(v) for v in rng.integers(48, 200, 2))
+        coarse = rng.uniform(0, 255, (4, 4, 3)).astype(np.uint8)
+        img = Image.fromarray(coarse).resize((w, h), Image.BICUBIC)
+        img.save(folder / f"ILSVRC2012_val_{i:08d}.JPEG", "JPEG", quality=90)
+    return folder
+
+
+def _own_labels(datas: list[Path], weights: Path, folder: Path) -> list[str]:
+    """argv labelling every image of ``datas`` with the model's own top-1 (this tree's reading, no cache)."""
+    import numpy as np
+    from senet_zoo import classes
+
+    lines = []
+    for data in datas:
+        work = folder / f"labels-{data.parent.name}"
+        work.mkdir()
+        r = run(ROOT, ["--data", str(data), "--expect-agreement", "any"], weights, work, 120, 8 << 30)
+        if r["exit"] not in (0, 1):
+            raise SystemExit(f"labelling {data} failed: {r['message']}")
+        with np.load(next(work.glob("record-*.npz"))) as z:
+            lines += [f"{n} {classes.sorted_wnids()[int(t)]}\n" for n, t in zip(z["names"], z["top5"][:, 0])]
+    labels = folder / "own-top1.txt"
+    labels.write_text("".join(lines))
+    return ["--labels", str(labels), "--label-format", "wnid", "--expect-agreement", "its own top-1"]
+
+
+def _cache_data(folder: Path, weights: Path, second: int = 0) -> tuple[Path, Path | None, list[str]]:
+    first = _jpegs(folder / "first" / "ILSVRC2012_img_val", 1, N_CACHE, seed=1)
+    other = _jpegs(folder / "second" / "ILSVRC2012_img_val", 101, second, seed=2) if second else None
+    return first, other, _own_labels([first] + ([other] if other else []), weights, folder)
+
+
+def _child_of_this_process(marker: str) -> int | None:
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            stat = Path(f"/proc/{pid}/stat").read_text()
+            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace")
+        except OSError:
+            continue
+        if int(stat.rsplit(")", 1)[1].split()[1]) == os.getpid() and marker in cmdline:
+            return int(pid)
+    return None
+
+
+def _shared(second: int, later: bool = False) -> Case:
+    """Run A (40 images) builds its folder in DIR and is stopped (SIGSTOP) right after; run B (other images, as
+    many or fewer) runs whole with the same DIR; A then continues. The row is A's outcome (its time includes
+    B's run), or with ``later`` that of a run C on B's images reusing DIR afterwards. Before: B rebuilt the
+    folder under A, whose worker then wrote A's crops into B's rows (or past their end)."""
+    import threading
+
+    def build(folder: Path, weights: Path):
+        first, other, labels = _cache_data(folder, weights, second)
+        b_argv = ["--data", str(other), "--workers", "1", *labels]
+        (folder / "second.argv").write_text(json.dumps(b_argv))
+        a_argv = ["--data", str(first), "--workers", "1", *labels]
+        return a_argv, (["--data", str(other), *labels] if later else ["--data", str(first), *labels])
+
+    def go(tree, argv, weights, work, timeout, memory, env=None):
+        cache = work / "cache"
+        b_argv = json.loads((work.parent / "second.argv").read_text()) + ["--cache", str(cache)]
+        a_argv = argv + ["--cache", str(cache)]
+        out: dict = {}
+        thread = threading.Thread(target=lambda: out.update(r=run(tree, a_argv, weights, work, timeout, memory)))
+        thread.start()
+        base, pid = cache / f"caffe-{RESIZE}-{SIZE}", None
+        while thread.is_alive() and pid is None:
+            if (base / "key.json").exists() or any(base.glob("*.current")):  # a built folder, either layout
+                pid = _child_of_this_process(str(cache))
+                if pid:
+                    os.killpg(pid, signal.SIGSTOP)
+            time.sleep(0.001)
+        if pid is None:
+            thread.join()
+            return {**out["r"], "message": "A finished before it could be stopped: " + out["r"]["message"]}
+        (work / "b").mkdir()
+        b = run(tree, b_argv, weights, work / "b", timeout, memory)
+        os.killpg(pid, signal.SIGCONT)
+        thread.join()
+        a = out["r"]
+        seen = f"[A: exit {a['exit']}, {a['numbers']}; B: exit {b['exit']}, {b['numbers']}]"
+        if not later:
+            return {**a, "message": f"{seen} {a['message']}"}
+        (work / "c").mkdir()
+        c = run(tree, b_argv, weights, work / "c", timeout, memory)
+        return {**c, "message": f"{seen} {c['message']}"}
+
+    count = "same image count" if second == N_CACHE else f"{second} images"
+    who = "a later run on the other data" if later else "the first run"
+    return Case(f"decode cache: DIR shared with a run on other data ({count}) while the first runs: {who}",
+                build, run=go)
+
+
+def _mounted(where: Path, size: str, copy: Path | None = None) -> str | None:
+    """A tmpfs of ``size`` at ``where`` (root only), with ``copy`` copied in: None when done, else why not."""
+    where.mkdir()
+    r = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(where)], capture_output=True)
+    if r.returncode:
+        return "no tmpfs: " + (r.stderr.decode().strip() or "mount failed")
+    if copy is not None:
+        import shutil
+
+        shutil.copytree(copy, where / copy.name)
+    return None
+
+
+def _unmount(where: Path) -> None:
+    subprocess.run(["umount", "-l", str(where)], check=False)
+
+
+def _cache_case(label: str, place) -> Case:
+    """One run whose --cache DIR is made by ``place(tree, argv, weights, work, timeout, memory)`` ->
+    (DIR, undo, why not)."""
+    def build(folder: Path, weights: Path):
+        first, _, labels = _cache_data(folder, weights)
+        return ["--data", str(first), "--workers", "1", *labels], ["--data", str(first), *labels]
+
+    def go(tree, argv, weights, work, timeout, memory, env=None):
+        cache, undo, why_not = place(tree, argv, weights, work, timeout, memory)
+        try:
+            if why_not:
+                return {"exit": "n/a", "wall_s": 0.0, "peak_rss_mb": 0.0, "numbers": None, "message": why_not}
+            return run(tree, argv + ["--cache", str(cache)], weights, work, timeout, memory)
+        finally:
+            undo()
+
+    return Case(f"decode cache: {label}", build, run=go)
+
+
+def _full_tmpfs(tree, argv, weights, work, timeout, memory):
+    """A 64 KB tmpfs: the 40 crops take 480 KB. Before: a worker's write into the sparse file hit SIGBUS."""
+    why = _mounted(work / "small", "64k")
+    return work / "small" / "cache", (lambda: None) if why else (lambda: _unmount(work / "small")), why
+
+
+def _file_size_limit(tree, argv, weights, work, timeout, memory):
+    """RLIMIT_FSIZE 200 KB for the run (inherited from this process while it runs)."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
+    resource.setrlimit(resource.RLIMIT_FSIZE, (200_000, hard))
+    return work / "cache", lambda: resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard)), None
+
+
+def _read_only(filled: bool):
+    def place(tree, argv, weights, work, timeout, memory):
+        where = work / "ro"
+        if filled:  # filled by this tree, then copied onto a tmpfs remounted read-only
+            fill = work / "fill"
+            fill.mkdir()
+            r = run(tree, argv + ["--cache", str(fill / "cache")], weights, fill, timeout, memory)
+            if r["exit"] != 0:
+                return None, lambda: None, f"filling the cache failed: {r['message']}"
+        why = _mounted(where, "16m", (work / "fill" / "cache") if filled else None)
+        if why:
+            return None, lambda: None, why
+        r = subprocess.run(["mount", "-o", "remount,ro", str(where)], capture_output=True)
+        if r.returncode:
+            _unmount(where)
+            return None, lambda: None, "cannot remount read-only: " + r.stderr.decode().strip()
+        return where / "cache", lambda: _unmount(where), None
+    return place
+
+
+CASES += [
+    _shared(N_CACHE),
+    _shared(N_CACHE, later=True),
+    _shared(N_CACHE // 2),
+    _cache_case("disk full while filling (64 KB tmpfs)", _full_tmpfs),
+    _cache_case("file size limit while filling (RLIMIT_FSIZE 200 KB)", _file_size_limit),
+    _cache_case("read-only location, no cache there", _read_only(False)),
+    _cache_case("read-only location, a filled cache there", _read_only(True)),
+]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--before", type=Path, help="a checkout of the code before the fix (e.g. at acd60bb)")
@@ -152,7 +343,7 @@ def main() -> None:
                 if case.before_run is not None:
                     case.before_run(folder, lambda a, t=tree, w=work: run(t, a, weights, w, args.timeout, memory,
                                                                           prepare(w)))
-                r = run(tree, argv, weights, work, args.timeout, memory, prepare(work))
+                r = (case.run or run)(tree, argv, weights, work, args.timeout, memory, prepare(work))
                 n = r["numbers"]
                 cells += [str(r["exit"]), f"{n[0]:.2f}/{n[1]:.2f} ({n[2]})" if n else "-", verdict(r, expect),
                           f"{r['wall_s']:.1f}", f"{r['peak_rss_mb']:.0f}", clip(r["message"])]

@@ -78,6 +78,13 @@ def cache_info(record_path: Path) -> dict:
     return json.loads(record_path.read_text())["data"]["decode_cache"]
 
 
+def current(cache: Path) -> Path:
+    """The folder of the one key ``cache/FOLDER`` holds (what its pointer names)."""
+    pointers = list((cache / FOLDER).glob("*.current"))
+    assert len(pointers) == 1, pointers
+    return cache / FOLDER / pointers[0].read_text().strip()
+
+
 @pytest.fixture
 def data(flat, tmp_path) -> Path:
     """A private copy of the 13 JPEGs (tests change their sizes and times)."""
@@ -115,7 +122,8 @@ def test_cached_runs_equal_the_uncached_run_and_the_second_decodes_nothing(relea
     assert len(c2["checked_images"]) == CHECK_IMAGES
     assert opened2 == [names[i] for i in c2["checked_images"]]
     assert f"{N_IMAGES} of {N_IMAGES} images stored, {CHECK_IMAGES} re-decoded and equal" in r2.stdout
-    assert c1["folder"] == c2["folder"] == str((cache / FOLDER).resolve())
+    assert c1["folder"] == c2["folder"] == str(current(cache).resolve())
+    assert Path(c1["folder"]).parent == (cache / FOLDER).resolve()
     assert_same_but_cache(uncached, first)
     assert_same_but_cache(uncached, second)
     assert "--cache" in json.loads(second.read_text())["command"]
@@ -123,7 +131,7 @@ def test_cached_runs_equal_the_uncached_run_and_the_second_decodes_nothing(relea
 
 def test_a_tampered_cache_blob_is_caught_and_rebuilt(release, data, uncached, built, tmp_path, capsys):
     cache = shutil.copytree(built, tmp_path / "cache")
-    images = np.load(cache / FOLDER / "images.npy", mmap_mode="r+")
+    images = np.load(current(cache) / "images.npy", mmap_mode="r+")
     images[:] ^= 1  # every stored crop off by one in the lowest bit: whichever rows are checked, they differ
     images.flush()
     del images
@@ -142,42 +150,47 @@ def _rebuilt(release, data, cache, out, capsys, *extra) -> tuple[dict, str]:
     return cache_info(out), capsys.readouterr().out
 
 
-def test_any_key_change_rebuilds_and_other_preprocessing_gets_its_own_folder(release, data, built, tmp_path,
-                                                                             capsys):
+def test_any_key_change_gets_a_new_folder_and_other_preprocessing_its_own(release, data, built, tmp_path, capsys):
     cache = shutil.copytree(built, tmp_path / "cache")
-    key_file = cache / FOLDER / "key.json"  # a folder written by another OpenCV
+    first = current(cache)
+    key_file = first / "key.json"  # a folder written by another OpenCV
     key = json.loads(key_file.read_text())
     assert key["decoder"].startswith("opencv ")
     key_file.write_text(json.dumps({**key, "decoder": "opencv 0.0.1"}))
     info, log = _rebuilt(release, data, cache, tmp_path / "0.json", capsys)
-    assert not info["reused"] and info["decoded"] == N_IMAGES and "built for other decoder;" in log
-    assert json.loads(key_file.read_text()) == key
+    assert not info["reused"] and info["decoded"] == N_IMAGES
+    assert "key.json missing or not this folder's key; rebuilding it" in log
+    assert f"removed {first.name}, the crops of other decoder" in log  # nobody holds it any more
+    assert json.loads((current(cache) / "key.json").read_text()) == key and not first.exists()
 
     victim = data / sorted(p.name for p in data.iterdir())[4]
     st = victim.stat()  # a new modification time, same bytes
     os.utime(victim, ns=(st.st_atime_ns, st.st_mtime_ns + 10**9))
     info, log = _rebuilt(release, data, cache, tmp_path / "1.json", capsys)
-    assert not info["reused"] and info["decoded"] == N_IMAGES and "built for other identity_sha256;" in log
+    assert not info["reused"] and info["decoded"] == N_IMAGES and "the crops of other identity_sha256\n" in log
 
     mtime = victim.stat().st_mtime_ns  # a new size (bytes after the end of the JPEG: same pixels), same time
     with open(victim, "ab") as f:
         f.write(b"\0" * 7)
     os.utime(victim, ns=(mtime, mtime))
     info, log = _rebuilt(release, data, cache, tmp_path / "2.json", capsys)
-    assert not info["reused"] and "built for other identity_sha256;" in log
+    assert not info["reused"] and "the crops of other identity_sha256\n" in log
 
     info, log = _rebuilt(release, data, cache, tmp_path / "3.json", capsys, "--limit", "7")  # other file list
     assert not info["reused"] and info["key"]["num_images"] == 7
-    assert "built for other identity_sha256, num_images;" in log
+    assert "the crops of other identity_sha256, num_images\n" in log
 
     # another preprocessing or crop: a folder of its own, the first one left as it was
     info, _ = _rebuilt(release, data, cache, tmp_path / "4.json", capsys, "--limit", "7", "--preprocess", "pil")
-    assert Path(info["folder"]).name == f"pil-{RESIZE}-{SIZE}" and not info["reused"]
+    assert Path(info["folder"]).parent.name == f"pil-{RESIZE}-{SIZE}" and not info["reused"]
     info, _ = _rebuilt(release, data, cache, tmp_path / "5.json", capsys, "--limit", "7", "--img-size", "56")
-    assert Path(info["folder"]).name == "caffe-64-56" and not info["reused"]
+    assert Path(info["folder"]).parent.name == "caffe-64-56" and not info["reused"]
     info, log = _rebuilt(release, data, cache, tmp_path / "6.json", capsys, "--limit", "7")
-    assert info["reused"] and Path(info["folder"]).name == FOLDER and "rebuilding" not in log
+    assert info["reused"] and Path(info["folder"]).parent.name == FOLDER
+    assert "rebuilding" not in log and "removed" not in log
     assert sorted(p.name for p in cache.iterdir()) == sorted([FOLDER, f"pil-{RESIZE}-{SIZE}", "caffe-64-56"])
+    # between runs, one folder of crops per preprocessing
+    assert [p for p in (cache / FOLDER).iterdir() if p.is_dir()] == [current(cache)]
 
 
 def test_registry_settings_share_one_folder_at_224_and_senet154_at_320_has_its_own(flat, tmp_path):
@@ -189,7 +202,8 @@ def test_registry_settings_share_one_folder_at_224_and_senet154_at_320_has_its_o
             resize, rule = resolve_resize(setting.resize, setting.img_size, 0.875)
             cache = DecodeCache.open(tmp_path, evalset.reader, Preprocessing("caffe", resize, setting.img_size, rule),
                                      log=lambda *_: None)
-            folders[(name, setting.img_size)] = (cache.folder.name, cache.reused)
+            folders[(name, setting.img_size)] = (cache.folder.parent.name, cache.reused)
+            cache.close()
     at224 = {f for (_n, size), (f, _) in folders.items() if size == 224}
     assert at224 == {"caffe-256-224"} and folders[("senet154", 320)][0] == "caffe-365-320"
     assert folders[("se_bn_inception", 224)][1] is False  # built by the first model at 224 ...
@@ -199,7 +213,7 @@ def test_registry_settings_share_one_folder_at_224_and_senet154_at_320_has_its_o
 @pytest.mark.parametrize("damage", ["truncated images", "json list", "wrong shape"])
 def test_a_corrupt_cache_folder_is_rebuilt(release, data, uncached, built, tmp_path, capsys, damage):
     cache = shutil.copytree(built, tmp_path / "cache")
-    folder = cache / FOLDER
+    folder = current(cache)
     if damage == "truncated images":
         with open(folder / "images.npy", "r+b") as f:
             f.truncate(1000)
@@ -236,7 +250,7 @@ def test_torchrun_ranks_and_forked_workers_fill_and_read_one_cache(release, data
     first, second = tmp_path / "ranks.json", tmp_path / "workers.json"
     r = run_subprocess(common(release, data, first, "--workers", "1", "--cache", str(cache)), torchrun=2)
     assert r.returncode == 0, r.stderr[-3000:]
-    status = np.load(cache / FOLDER / "status.npy")
+    status = np.load(current(cache) / "status.npy")
     assert (status == 1).all()  # every row written, by whichever rank and worker decoded it
     r = run_subprocess(common(release, data, second, "--workers", "2", "--cache", str(cache)))
     assert r.returncode == 0, r.stderr[-3000:]
@@ -256,7 +270,7 @@ def test_a_killed_first_run_leaves_a_partial_cache_that_the_next_completes(relea
     argv = common(release, data, out, "--save-logits", "--cache", str(cache))
     killed = run_subprocess(argv, {KILL_AFTER_STEPS_ENV: "2"})
     assert killed.returncode == -9, killed.stderr[-2000:]  # SIGKILL after 2 batches of 3
-    status = np.load(cache / FOLDER / "status.npy")
+    status = np.load(current(cache) / "status.npy")
     stored = int((status == 1).sum())  # the 2 batches evaluated, and the next one the loop had prefetched
     assert 6 <= stored < N_IMAGES and (status[:stored] == 1).all() and (status[stored:] == -1).all()
     r = run_subprocess(argv + ["--resume"])
@@ -264,7 +278,7 @@ def test_a_killed_first_run_leaves_a_partial_cache_that_the_next_completes(relea
     info = cache_info(out)
     assert info["reused"] and info["stored_at_start"] == stored and info["decoded"] == N_IMAGES - stored
     assert all(i < stored for i in info["checked_images"])  # only stored rows are checked
-    assert (np.load(cache / FOLDER / "status.npy") == 1).all()
+    assert (np.load(current(cache) / "status.npy") == 1).all()
     rec, pred = load(out)
     rb, pb = load(uncached)
     for key in ("names", "labels", "top5", "logits"):

@@ -77,7 +77,7 @@ def test_exact_mode_refuses_reduced_precision_in_one_line_and_amp_runs(release, 
     r = wrapped(common(release, flat, amp, "--amp"))
     assert r.returncode == 0, r.stderr[-3000:]
     record = json.loads(amp.read_text())
-    assert record["precision"] == "bf16"
+    assert record["precision"] == "bf16" and record["run"]["weights_dtype"] == "bfloat16"  # cast once
     assert record["numerics"]["flags_before_loop"]["mkldnn.conv.fp32_precision"] == "tf32"
     assert record["numerics"]["conv_probe"]["conv_rel_err"] > 1e-4  # bf16 autocast: about 1e-2 or 1e-3
 
@@ -156,3 +156,18 @@ def test_two_processes_give_one_process_logits_bit_for_bit(release, flat, tmp_pa
     for key in ("names", "labels", "top5", "logits"):
         np.testing.assert_array_equal(p1[key], p2[key])
     assert r1["results"] == r2["results"]
+
+
+def test_a_set_smaller_than_one_batch_is_one_batch_of_exactly_its_images(release, flat, tmp_path):
+    """13 images with --batch-size 100 run as one batch of 13, not 13 images and 87 padding rows (3 images
+    padded to 128 cost 2.5 GB and 3.5x the time of batch 8 on the CPU): the record says batch 13, and the
+    logits are those of --batch-size 13, bit for bit. Sets of at least one batch keep their padding (above)."""
+    runs = {}
+    for bs in ("100", "13"):
+        runs[bs] = tmp_path / f"bs{bs}.json"
+        assert validate(common(release, flat, runs[bs], "--batch-size", bs, "--save-logits")) == 0
+    (r100, p100), (r13, p13) = load(runs["100"]), load(runs["13"])
+    assert r100["run"]["batch_size"] == 13 == r13["run"]["batch_size"]
+    assert "--batch-size 100" in r100["command"]
+    for key in ("names", "top5", "logits"):
+        np.testing.assert_array_equal(p100[key], p13[key])

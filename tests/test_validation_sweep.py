@@ -103,8 +103,12 @@ def test_one_record_per_setting_a_summary_table_and_exit_1(uninterrupted):
         assert "--all" not in record["command"] and "--weights-dir" not in record["command"]
         assert f"--model {name}" in record["command"]
     first, second = (json.loads(record_path(out_dir, n).read_text())["data"]["decode_cache"] for n in MODELS)
-    assert first["folder"] == second["folder"] and Path(first["folder"]).name == "caffe-256-224"
+    assert first["folder"] == second["folder"] and Path(first["folder"]).parent.name == "caffe-256-224"
     assert not first["reused"] and second["reused"] and second["decoded"] == 0  # the second model's crops: read
+    # the first model decodes (DataLoader workers fill the cache), the second slices the filled cache: on CUDA
+    # the whole set in device memory, on the CPU the memory-mapped cache itself
+    assert first["resident"] is None and second["resident"] == "memory-mapped files"
+    assert "batches from the decode cache in memory-mapped files" in r.stdout.split("[2/2]")[1]
 
 
 def test_a_sweep_killed_in_its_second_model_resumes_to_the_same_records(weights_dir, flat, uninterrupted, tmp_path):
@@ -181,3 +185,33 @@ def test_exit_0_only_when_every_setting_is_reproduced(weights_dir, flat, uninter
     assert r.returncode == 0, r.stderr[-3000:]
     assert "already validated" not in r.stdout
     assert json.loads(record_path(out_dir, "se_resnet50").read_text())["run"]["skip_bad_images"] is True
+
+
+def test_a_setting_whose_weights_changed_since_its_record_is_validated_again(weights_dir, flat, uninterrupted,
+                                                                               tmp_path):
+    """The records of a finished sweep, then SE-ResNet-50's model.safetensors replaced by other weights (one
+    float of its classifier changed, bytes otherwise equal): the rerun skips SE-BN-Inception and validates
+    SE-ResNet-50 again, and its new record holds the new file's sha256 (computed here)."""
+    import hashlib
+    import shutil
+
+    _, once = uninterrupted
+    out_dir = shutil.copytree(once, tmp_path / "runs")
+    weights = shutil.copytree(weights_dir, tmp_path / "weights")
+    path = weights / "se_resnet50" / "model.safetensors"
+    data = bytearray(path.read_bytes())
+    header = 8 + int.from_bytes(data[:8], "little")
+    offsets = json.loads(data[8:header])["last_linear.bias"]["data_offsets"]
+    at = header + offsets[0]
+    data[at:at + 4] = np.float32(np.frombuffer(data[at:at + 4], np.float32)[0] + 1.0).tobytes()
+    path.write_bytes(bytes(data))
+    new_sha = hashlib.sha256(bytes(data)).hexdigest()
+    old_record = json.loads(record_path(out_dir, "se_resnet50").read_text())
+    assert old_record["weights"]["sha256"] != new_sha
+
+    r = sweep(sweep_args(weights, flat, out_dir))
+    assert r.returncode == 1, r.stderr[-3000:]
+    skipped = [line for line in r.stdout.splitlines() if "already validated" in line]
+    assert len(skipped) == 1 and "se_bn_inception-224" in skipped[0], skipped
+    record = json.loads(record_path(out_dir, "se_resnet50").read_text())
+    assert record["weights"]["sha256"] == new_sha and record["created"] >= old_record["created"]

@@ -8,7 +8,8 @@ Top to bottom (each imports only from below; ``pyproject.toml``'s import-linter 
 * ``session``: what every run sets up first; ``cache``: decoded crops kept across runs; ``record``: the
   validation record and predictions file (``recompute_metrics`` for the Hub gate), ``metrics``: top-k
   errors, Wilson intervals, ReaL;
-* ``evaluate``: the batched, distributed, resumable loop; ``progress``: its ``--resume`` file;
+* ``evaluate``: the batched, distributed, resumable loop; ``progress``: its ``--resume`` file; ``resident``:
+  a filled cache's crops as the loop's batches (device memory on CUDA);
   ``numerics``: exact mode's checks; ``distributed``: torchrun process group and gathers;
 * ``batches``: uint8 batches from DataLoader workers; ``data``: the evaluation set (names, labels, subset);
 * ``labels``: label files and cross-checks; ``sources``: one reader per way users hold the images.

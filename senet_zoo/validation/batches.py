@@ -63,11 +63,12 @@ def make_loader(ds: BatchDataset, batches: list[int], workers: int, pin_memory: 
 
 
 def start(loader):
-    """``iter(loader)`` with OpenCV single-threaded while the workers fork: each worker decodes on one core
-    (torch already sets one thread per worker). Calling ``cv2.setNumThreads`` *inside* a forked worker
-    deadlocks when the parent had used OpenCV's thread pool (it destroys a condition variable that the
-    parent's pool threads, absent in the child, wait on), so the setting is inherited instead."""
-    if loader.num_workers == 0:
+    """``iter(loader)``; for a DataLoader with workers, with OpenCV single-threaded while the workers fork:
+    each worker decodes on one core (torch already sets one thread per worker). Calling
+    ``cv2.setNumThreads`` *inside* a forked worker deadlocks when the parent had used OpenCV's thread pool
+    (it destroys a condition variable that the parent's pool threads, absent in the child, wait on), so the
+    setting is inherited instead."""
+    if not isinstance(loader, torch.utils.data.DataLoader) or loader.num_workers == 0:
         return iter(loader)
     import cv2
 

@@ -7,12 +7,14 @@ NCHW (a view with channels_last strides), converts to float32 and normalises the
 of step s are copied back while step s+1 runs.
 
 Batches are fixed (batch k = images [kB, (k+1)B) in name order) and assigned round-robin to ranks; see
-``distributed.py``. Per-step progress (top-5 of every finished image) is written atomically by rank 0
-(``progress.py``), so an interrupted run resumes with ``--resume`` and ends with exactly the numbers of an
-uninterrupted one.
+``distributed.py``. Progress (top-5 of every finished image) is written atomically by rank 0 after the first
+step, then at most every ``SAVE_EVERY_S`` and on an interruption (``progress.py``), so an interrupted run
+resumes with ``--resume`` and ends with exactly the numbers of an uninterrupted one. With a filled decode
+cache the batches are slices of the whole set's crops (``resident.py``: in device memory on CUDA) instead of
+DataLoader items.
 
 ``evaluate`` reads as the procedure: where to start (``_resume``), where logits go (``_LogitsSink``), how a
-batch becomes logits (``_forward_fn``), what the loop computes with (``_numerics_before_loop``), the loop
+batch becomes logits (``forward_fn``), what the loop computes with (``_numerics_before_loop``), the loop
 (``_loop``, each step's results entered by ``_Table.commit``), and what came out (``_outcome``).
 """
 from __future__ import annotations
@@ -38,6 +40,16 @@ from .progress import NUM_CLASSES, Progress
 
 # Test hook: SIGKILL this process (rank 0) right after it has written the progress of this many steps.
 KILL_AFTER_STEPS_ENV = "SENET_ZOO_VALIDATE_KILL_AFTER_STEPS"
+# Test hook: seconds between progress saves instead of SAVE_EVERY_S (e.g. 3600: only the first step's is saved).
+SAVE_EVERY_ENV = "SENET_ZOO_VALIDATE_SAVE_EVERY_S"
+# Progress is saved after the first step, then at most this often, and when the run is interrupted (Ctrl-C,
+# SIGTERM): after every batch it cost an fsync of the logits and a rewrite of every finished row's top-5 (at
+# thousands of images/s, hundreds of writes per second). A kill (SIGKILL, power) loses at most these seconds:
+# --resume recomputes those batches, with the same numbers.
+SAVE_EVERY_S = 5.0
+# Test hook, "STEP:PATH": rank 0 pauses before step STEP (0: before the decode workers start) until PATH exists,
+# having created PATH.waiting, so a test can run something else at a known point of this run.
+PAUSE_BEFORE_STEP_ENV = "SENET_ZOO_VALIDATE_PAUSE_BEFORE_STEP"
 AMP_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
 
 
@@ -52,6 +64,7 @@ class EvalOptions:
     save_logits: bool = False
     show_progress: bool = True
     cache: object = None             # cache.DecodeCache: stored crops instead of decoding
+    resident: object = None          # resident.ResidentCrops: every batch sliced from the whole set's crops
     probe: bool = True               # the conv-vs-float64 probe before the loop (numerics.conv_probe)
 
 
@@ -76,7 +89,7 @@ def evaluate(model: torch.nn.Module, evalset: EvalSet, prep: Preprocessing, mean
     table = _Table(len(evalset), opts.batch_size, dist)
     start_at = _resume(table, progress, resume, opts, dist, log)
     sink = _LogitsSink(opts, progress, dist, start_at.logits_rows)
-    forward = _forward_fn(model, mean, std, opts)
+    forward = forward_fn(model, mean, std, opts)
     loader = _loader(evalset, prep, opts, dist, table, start_at)
     reporter = _Reporter(table.n_images, start_at.resumed_from, opts.show_progress and dist.is_main)
     numerics_info = _numerics_before_loop(opts)
@@ -201,20 +214,26 @@ class _LogitsSink:
         return arr
 
 
-def _forward_fn(model: torch.nn.Module, mean: list[float], std: list[float], opts: EvalOptions):
+def forward_fn(model: torch.nn.Module, mean: list[float], std: list[float], opts: EvalOptions):
     """uint8 NHWC batch on any device -> float32 logits: normalised on the device, (x - mean*255) / (std*255),
-    which for the release's config is Caffe's pixel - (123, 117, 104) exactly."""
+    which for the release's config is Caffe's pixel - (123, 117, 104) exactly. Under ``--amp`` a model whose
+    weights are already in the AMP dtype (cast once by ``runner.prepare_model``) gets its input cast to it;
+    an fp32 model runs under autocast, which casts every weight again on every call."""
     device = opts.device
     mean255 = torch.tensor(np.asarray(mean, np.float64) * 255.0, dtype=torch.float32, device=device).view(1, 3, 1, 1)
     std255 = torch.tensor(np.asarray(std, np.float64) * 255.0, dtype=torch.float32, device=device).view(1, 3, 1, 1)
     amp = AMP_DTYPES.get(opts.precision)
-    autocast = (lambda: torch.autocast(device_type=device.type, dtype=amp)) if amp else contextlib.nullcontext
+    cast = amp is not None and next(model.parameters()).dtype == amp
+    autocast = (lambda: torch.autocast(device_type=device.type, dtype=amp)) if amp and not cast \
+        else contextlib.nullcontext
 
     def forward(images: torch.Tensor) -> torch.Tensor:
         x = images.to(device, non_blocking=True).permute(0, 3, 1, 2).float()  # NCHW view, channels_last strides
         if not opts.channels_last:
             x = x.contiguous()
         x = x.sub_(mean255).div_(std255)
+        if cast:
+            x = x.to(amp)
         with autocast():
             return model(x).float()
 
@@ -223,10 +242,15 @@ def _forward_fn(model: torch.nn.Module, mean: list[float], std: list[float], opt
 
 def _loader(evalset: EvalSet, prep: Preprocessing, opts: EvalOptions, dist: distributed.Dist, table: _Table,
             at: _Start):
-    """This rank's batches (round-robin from the first not done), or None when it has none."""
+    """This rank's batches (round-robin from the first not done): slices of the resident crops, or a
+    DataLoader; None when it has none."""
     mine = list(range(at.done_batches + dist.rank, table.n_batches, dist.world_size))
+    if not mine:
+        return None
+    if opts.resident is not None:
+        return opts.resident.batches(mine, table.bsz)
     dataset = BatchDataset(evalset.reader, prep, table.bsz, cache=opts.cache)
-    return make_loader(dataset, mine, opts.workers, opts.device.type == "cuda") if mine else None
+    return make_loader(dataset, mine, opts.workers, opts.device.type == "cuda")
 
 
 def _numerics_before_loop(opts: EvalOptions) -> dict:
@@ -243,14 +267,29 @@ def _numerics_before_loop(opts: EvalOptions) -> dict:
 def _loop(forward, loader, opts: EvalOptions, dist: distributed.Dist, table: _Table, at: _Start,
           sink: _LogitsSink, progress: Progress | None, reporter: "_Reporter", t0: float) -> None:
     """Every step: this rank's batch through the model, all ranks' top-5 and status gathered, then entered
-    (on CUDA one step later, so the copy back overlaps the next step's compute)."""
+    (on CUDA one step later, so the copy back overlaps the next step's compute). An interruption (Ctrl-C,
+    SIGTERM) saves the steps entered so far."""
+    committer = _Committer(opts, dist, table, at, sink, progress, reporter, t0)
+    try:
+        _steps(forward, loader, opts, dist, table, at, committer)
+    except KeyboardInterrupt:  # Ctrl-C, or SIGTERM (cli raises it there): keep every step already entered
+        committer.save()
+        raise
+
+
+def _steps(forward, loader, opts: EvalOptions, dist: distributed.Dist, table: _Table, at: _Start,
+           committer: "_Committer") -> None:
+    """``_loop``'s steps."""
     device, bsz, world = opts.device, table.bsz, dist.world_size
     n_steps = math.ceil((table.n_batches - at.done_batches) / world)
-    committer = _Committer(opts, dist, table, at, sink, progress, reporter, t0)
     pending = None
+    pause = _pause_hook(dist)
     with torch.inference_mode():
+        pause(0)
         it = DeviceFeed(start(loader), device) if loader is not None else None
         for step in range(n_steps):
+            if step:
+                pause(step)
             b = at.done_batches + step * world + dist.rank
             packed = torch.full((bsz, 6), STATUS_PAD, dtype=torch.int64, device=device)
             packed[:, :5] = 0
@@ -283,17 +322,39 @@ def _loop(forward, loader, opts: EvalOptions, dist: distributed.Dist, table: _Ta
             committer.commit(*pending)
 
 
+def _pause_hook(dist: distributed.Dist) -> Callable[[int], None]:
+    """``PAUSE_BEFORE_STEP_ENV``'s pause (a no-op without it)."""
+    value = os.environ.get(PAUSE_BEFORE_STEP_ENV, "")
+    if not value or not dist.is_main:
+        return lambda step: None
+    at, _, path = value.partition(":")
+
+    def pause(step: int) -> None:
+        if step != int(at):
+            return
+        open(path + ".waiting", "w").close()
+        deadline = time.monotonic() + 600
+        while not os.path.exists(path) and time.monotonic() < deadline:
+            time.sleep(0.01)
+
+    return pause
+
+
 class _Committer:
-    """Enters one gathered step into the table, saves progress (rank 0) and decides whether inference can
-    stop: once an image is bad and bad images are not skipped, the run will fail, so the remaining steps only
-    look for the other bad images."""
+    """Enters one gathered step into the table, saves progress (rank 0: after the first step, then at most
+    every ``SAVE_EVERY_S``) and decides whether inference can stop: once an image is bad and bad images are
+    not skipped, the run will fail, so the remaining steps only look for the other bad images."""
 
     def __init__(self, opts: EvalOptions, dist: distributed.Dist, table: _Table, at: _Start, sink: _LogitsSink,
                  progress: Progress | None, reporter: "_Reporter", t0: float):
         self.opts, self.dist, self.table, self.at, self.sink = opts, dist, table, at, sink
         self.progress, self.reporter, self.t0 = progress, reporter, t0
         self.kill_after = int(os.environ.get(KILL_AFTER_STEPS_ENV, "0") or 0)
+        self.save_every = float(os.environ.get(SAVE_EVERY_ENV, "") or SAVE_EVERY_S)
         self.scan_only = table.any_bad(at.resumed_from) and not opts.skip_bad_images
+        self.finished = at.done_batches  # batches entered so far
+        self.saved = at.done_batches     # ... and in the progress file
+        self.last_save = None
 
     def commit(self, step: int, packed: torch.Tensor, logits: torch.Tensor | None, event) -> None:
         t, at, bsz, main = self.table, self.at, self.table.bsz, self.dist.is_main
@@ -313,17 +374,28 @@ class _Committer:
             new += n
             if logits is not None and main:
                 self.sink.add(np.ascontiguousarray(logits[r * bsz:r * bsz + n].numpy(), dtype=np.float32))
-        finished = min(at.done_batches + (step + 1) * t.world, t.n_batches)
-        rows_done = t.rows_of(finished)
-        if t.any_bad(rows_done) and not self.opts.skip_bad_images:
+        self.finished = min(at.done_batches + (step + 1) * t.world, t.n_batches)
+        if t.any_bad(t.rows_of(self.finished)) and not self.opts.skip_bad_images:
             self.scan_only = True
-        elif main and self.progress is not None:
-            self.sink.sync()
-            self.progress.save(finished, rows_done, t.top5, t.status,
-                               at.prior_elapsed + time.perf_counter() - self.t0, self.sink.rows)
+        kill = main and self.kill_after and step + 1 >= self.kill_after
+        if kill or self.last_save is None or time.monotonic() - self.last_save >= self.save_every:
+            self.save()
         self.reporter.update(new)
-        if main and self.kill_after and step + 1 >= self.kill_after:
+        if kill:
             os.kill(os.getpid(), signal.SIGKILL)
+
+    def save(self) -> None:
+        """The entered steps into the progress file (rank 0), unless a bad image ends the run anyway."""
+        t = self.table
+        if not self.dist.is_main or self.progress is None or self.finished == self.saved or (
+                t.any_bad(t.rows_of(self.finished)) and not self.opts.skip_bad_images):
+            return
+        self.sink.sync()
+        rows = t.rows_of(self.finished)
+        # min: an interruption inside commit may have appended logits of a step not yet counted as finished
+        self.progress.save(self.finished, rows, t.top5, t.status, self.at.prior_elapsed + time.perf_counter() - self.t0,
+                           min(self.sink.rows, rows))
+        self.saved, self.last_save = self.finished, time.monotonic()
 
 
 def _outcome(evalset: EvalSet, opts: EvalOptions, dist: distributed.Dist, table: _Table, at: _Start,

@@ -32,9 +32,10 @@ from ..models.fold import fold_batchnorm
 from ..weights.download import fetch_weights
 from ..weights.folder import resolve_weights
 from . import distributed, metrics
-from .cache import DecodeCache
+from .cache import STORED, CacheUnavailable, DecodeCache, cache_key
 from .evaluate import EvalOptions, Outcome, evaluate
 from .progress import Progress
+from .resident import ResidentCrops
 from .record import (FULL_VAL_IMAGES, REFERENCE_RUNTIME_PREFIX, SCHEMA, command_line, default_output, exit_code,
                      format_table, sibling, verdict, verdict_line, write_predictions, write_record)
 from .session import Session, check_writable, session
@@ -94,39 +95,55 @@ def environment(device: torch.device, world_size: int, numerics: dict) -> dict:
     }
 
 
-def open_cache(root: Path | None, evalset, prep: Preprocessing, dist: distributed.Dist, log):
-    """The decode cache for this preprocessing (rank 0 builds or checks it, the other ranks then map it)."""
+def open_cache(root: Path | None, evalset, prep: Preprocessing, dist: distributed.Dist,
+               log) -> tuple[DecodeCache | None, str | None]:
+    """(the decode cache for this preprocessing, or None; why it is not used, or None). Rank 0 opens (or
+    builds) this key's folder; the other ranks then attach to exactly that folder."""
     if root is None:
-        return None
-    cache = None
-    problem = None
+        return None, None
+    cache, folder, unused, problem = None, None, None, None
     if dist.is_main:
         try:
-            cache = DecodeCache.open(root, evalset.reader, prep, create=True, log=log)
+            cache = DecodeCache.open(root, evalset.reader, prep, log=log)
+            folder = str(cache.folder)
+        except CacheUnavailable as e:
+            unused = str(e)
         except SenetZooError as e:
             problem = (e.path, e.message)
-    problem = distributed.broadcast_object(problem, dist)
+    problem, folder, unused = distributed.broadcast_object((problem, folder, unused), dist)
     if problem is not None:
         raise SenetZooError(*problem)
+    if unused is not None:
+        log(f"decode cache {root}: not used, {unused}; carrying on without it")
+        return None, unused
     if not dist.is_main:
-        cache = DecodeCache.open(root, evalset.reader, prep, create=False, log=log)
+        cache = DecodeCache.attach(folder, cache_key(evalset.reader, prep), prep.crop)
     if dist.is_main:
         state = "reused" if cache.reused else "new"
-        log(f"decode cache {cache.folder} ({state}): {cache.stored_at_start:,} of {cache.n:,} images stored"
-            + (f", {len(cache.checked)} re-decoded and equal" if cache.checked else ""))
-    return cache
+        log(f"decode cache {cache.folder} ({state}{'' if cache.writable or cache.complete else ', read-only'}): "
+            f"{cache.stored_at_start:,} of {cache.n:,} images stored"
+            + (f", {len(cache.checked)} re-decoded and equal" if cache.checked else "")
+            + ("" if cache.writable or cache.complete else
+               f"; the other {cache.n - cache.stored_at_start:,} are decoded and not stored"))
+    return cache, None
 
 
 def prepare_model(model: torch.nn.Module, device: torch.device, precision: str, channels_last: bool | None = None,
                   compile: bool = False, fold: bool = True) -> tuple[torch.nn.Module, bool, int, bool]:
     """(the model as validate runs it, channels_last, BatchNorms folded, compiled): BatchNorm folded into the
-    convolutions (tests/test_fold.py holds it to the unfolded outputs), on the device, in its memory format.
-    Also what ``benchmarks/validate.py`` measures, so the benchmark runs the command's model."""
+    convolutions (tests/test_fold.py holds it to the unfolded outputs), under ``--amp bf16`` cast to bf16
+    once, on the device, in its memory format. Also what ``benchmarks/validate.py`` measures, so the
+    benchmark runs the command's model."""
     # channels_last: faster on the CPU (oneDNN's blocked convolutions, 1.3x measured for SE-ResNet-50) and
     # with --amp on CUDA (tensor cores); exact fp32 on CUDA keeps NCHW, cuDNN's reference layout.
     if channels_last is None:
         channels_last = device.type == "cpu" or precision != "fp32"
     model, folded = fold_batchnorm(model, inplace=True) if fold else (model, 0)
+    if precision == "bf16" and fold:
+        # Once, instead of autocast casting every weight again on every batch: the same arithmetic (bf16
+        # convolutions on bf16 weights, bf16 activations), logits equal to autocast's bit for bit on the CPU
+        # (benchmarks/amp_cast.py, docs/validation.md). fp16 and unfolded BatchNorm keep autocast.
+        model = model.to(torch.bfloat16)
     model = model.to(device)
     if channels_last:
         model = model.to(memory_format=torch.channels_last)
@@ -170,27 +187,33 @@ def _run(args, ckpt: registry.Checkpoint, s: Session, output: Path, made: list[P
     run = _load_timm(args, ckpt) if getattr(args, "timm_weights", None) else _load(args, ckpt)
     published = _published(args, ckpt, run.img_size)
     model, opts, prepared = _prepare(args, run, s)
-    weights_sha256 = sha256_file(run.weights_file) if s.dist.is_main else None
-    progress = _progress(args, run, opts, prepared, s, output, weights_sha256)
-    if progress is not None:
-        made.append(progress)
-    s.log(f"{ckpt.display_name}: {len(s.evalset):,} images ({s.evalset.layout}, {s.evalset.root}), {run.prep.name} "
-          f"preprocessing {run.prep.resize} -> {run.img_size}, {s.precision}, {s.device}"
-          f"{f' x{s.dist.world_size} processes' if s.dist.enabled else ''}, batch {args.batch_size}, "
-          f"{opts.workers} workers{', BatchNorm folded' if prepared['bn_folded'] else ''}"
-          f"{', compiled' if prepared['compiled'] else ''}")
-    outcome = evaluate(model, s.evalset, run.prep, run.mean, run.std, opts, s.dist, progress, args.resume, s.log)
-    ok, errs, v = _score(outcome, s, published, ckpt)
-    if not s.dist.is_main:
-        return exit_code(v), None
-    record = _record(args, ckpt, s, run, opts, prepared, outcome, ok, errs, v, published, weights_sha256, output)
-    if progress is not None:
-        progress.remove()
-    s.log("")
-    s.log(format_table(record))
-    s.log(f"record: {output}  (predictions: {sibling(output, '.npz')})")
-    sys.stdout.flush()
-    return exit_code(v), record
+    try:
+        weights_sha256 = sha256_file(run.weights_file) if s.dist.is_main else None
+        progress = _progress(args, run, opts, prepared, s, output, weights_sha256)
+        if progress is not None:
+            made.append(progress)
+        feed = f"batches from the decode cache in {opts.resident.where}" if opts.resident else \
+            f"{opts.workers} workers"
+        s.log(f"{ckpt.display_name}: {len(s.evalset):,} images ({s.evalset.layout}, {s.evalset.root}), {run.prep.name} "
+              f"preprocessing {run.prep.resize} -> {run.img_size}, {s.precision}, {s.device}"
+              f"{f' x{s.dist.world_size} processes' if s.dist.enabled else ''}, batch {opts.batch_size}, {feed}"
+              f"{', BatchNorm folded' if prepared['bn_folded'] else ''}"
+              f"{', compiled' if prepared['compiled'] else ''}")
+        outcome = evaluate(model, s.evalset, run.prep, run.mean, run.std, opts, s.dist, progress, args.resume, s.log)
+        ok, errs, v = _score(outcome, s, published, ckpt)
+        if not s.dist.is_main:
+            return exit_code(v), None
+        record = _record(args, ckpt, s, run, opts, prepared, outcome, ok, errs, v, published, weights_sha256, output)
+        if progress is not None:
+            progress.remove()
+        s.log("")
+        s.log(format_table(record))
+        s.log(f"record: {output}  (predictions: {sibling(output, '.npz')})")
+        sys.stdout.flush()
+        return exit_code(v), record
+    finally:
+        if opts.cache is not None:
+            opts.cache.close()  # this run's hold on its cache folder (a later run may then tidy it away)
 
 
 def _load(args, ckpt: registry.Checkpoint) -> _Loaded:
@@ -255,11 +278,21 @@ def _prepare(args, run: _Loaded, s: Session) -> tuple[torch.nn.Module, EvalOptio
                                                            bool(getattr(args, "compile", False)),
                                                            fold=getattr(args, "fold_bn", True))
     workers = args.workers if args.workers is not None else default_workers(s.device)
-    cache = open_cache(getattr(args, "cache", None), s.evalset, run.prep, s.dist, s.log)
-    opts = EvalOptions(device=s.device, precision=s.precision, batch_size=args.batch_size, workers=workers,
+    cache, cache_unused = open_cache(getattr(args, "cache", None), s.evalset, run.prep, s.dist, s.log)
+    # A set smaller than one batch is one batch of exactly its images: padding 3 images to 128 cost 2.5 GB and
+    # 3.5x the time on the CPU. Its numbers are those of --batch-size N (recorded as the batch size used).
+    batch_size = min(args.batch_size, len(s.evalset))
+    resident = None
+    if cache is not None and cache.complete:  # nothing left to decode: batches are slices of the whole set
+        resident = s.resident.get((str(cache.folder), str(s.device)), lambda: ResidentCrops.load(
+            cache.images, cache.status == STORED, s.device, s.log))
+    opts = EvalOptions(device=s.device, precision=s.precision, batch_size=batch_size, workers=workers,
                        channels_last=channels_last, skip_bad_images=args.skip_bad_images,
-                       save_logits=args.save_logits, show_progress=not args.no_progress, cache=cache)
-    return model, opts, {"channels_last": channels_last, "bn_folded": folded, "compiled": compiled}
+                       save_logits=args.save_logits, show_progress=not args.no_progress, cache=cache,
+                       resident=resident)
+    weights_dtype = str(next(model.parameters()).dtype).removeprefix("torch.")
+    return model, opts, {"channels_last": channels_last, "bn_folded": folded, "compiled": compiled,
+                         "weights_dtype": weights_dtype, "cache_unused": cache_unused}
 
 
 def _progress(args, run: _Loaded, opts: EvalOptions, prepared: dict, s: Session, output: Path,
@@ -272,10 +305,11 @@ def _progress(args, run: _Loaded, opts: EvalOptions, prepared: dict, s: Session,
     gpu = torch.cuda.get_device_name(s.device) if s.device.type == "cuda" else None
     key = {"model": args.model, "weights_sha256": weights_sha256, "file_list_sha256": s.evalset.file_list_sha256(),
            "labels_sha256": s.evalset.labels_sha256(), "preprocess": [run.prep.name, run.prep.resize, run.prep.crop],
-           "mean": run.mean, "std": run.std, "precision": s.precision, "batch_size": args.batch_size,
+           "mean": run.mean, "std": run.std, "precision": s.precision, "batch_size": opts.batch_size,
            "device": s.device.type, "gpu": gpu, "channels_last": prepared["channels_last"],
            "save_logits": args.save_logits, "torch": torch.__version__, "opencv": cv2.__version__,
-           "bn_folded": prepared["bn_folded"], "compiled": prepared["compiled"]}
+           "bn_folded": prepared["bn_folded"], "compiled": prepared["compiled"],
+           "weights_dtype": prepared["weights_dtype"]}
     return Progress(sibling(output, ".progress.npz"), key)
 
 
@@ -329,7 +363,7 @@ def _record(args, ckpt: registry.Checkpoint, s: Session, run: _Loaded, opts: Eva
         "weights": {"path": str(Path(run.weights_arg).resolve()), "file": str(run.weights_file.resolve()),
                     "sha256": weights_sha256, "converter_version": meta.get("converter_version"),
                     "source_sha256": meta.get("source_sha256"), **(run.origin or {})},
-        "data": data_section(s.evalset, opts.cache),
+        "data": data_section(s.evalset, opts.cache, prepared["cache_unused"], opts.resident),
         "preprocess": run.prep.describe(run.mean, run.std),
         "img_size": run.img_size,
         "precision": s.precision,
@@ -337,11 +371,13 @@ def _record(args, ckpt: registry.Checkpoint, s: Session, run: _Loaded, opts: Eva
         # exact mode's evidence: the precision flags as torch reported them just before the loop, and the
         # relative error of a convolution on this device against float64 (fp32 ~1e-6, TF32 ~1e-3)
         "numerics": outcome.numerics,
-        "run": {"batch_size": args.batch_size, "workers": opts.workers, "channels_last": prepared["channels_last"],
+        "run": {"batch_size": opts.batch_size, "workers": opts.workers, "channels_last": prepared["channels_last"],
                 "bn_folded": prepared["bn_folded"], "compiled": prepared["compiled"],
-                "resumed_from_image": outcome.resumed_from, "skip_bad_images": args.skip_bad_images,
+                "weights_dtype": prepared["weights_dtype"], "resumed_from_image": outcome.resumed_from,
+                "skip_bad_images": args.skip_bad_images,
                 "batches": "fixed batches of batch_size images in name order, round-robin over processes; "
-                           "the last one padded to batch_size (padding rows dropped)"},
+                           "the last one padded to batch_size (padding rows dropped); a set smaller than "
+                           "--batch-size is one batch of exactly its images"},
         "results": results,
         "published": published,
         "delta": None if not published else {"top1_err": round(errs["top1_err"] - published["top1_err"], 6),
@@ -361,8 +397,10 @@ def _record(args, ckpt: registry.Checkpoint, s: Session, run: _Loaded, opts: Eva
     return record
 
 
-def data_section(evalset, cache=None) -> dict:
-    """The record's ``data``: which images, labelled how, read from where."""
+def data_section(evalset, cache=None, cache_unused: str | None = None, resident=None) -> dict:
+    """The record's ``data``: which images, labelled how, read from where (``decode_cache``: the folder
+    used and where its crops were resident, or None when workers copied them from its files; ``{"unused":
+    why}`` when ``--cache`` could not be used, None without ``--cache``)."""
     return {"path": str(Path(evalset.root).resolve()), "layout": evalset.layout, "num_images": len(evalset),
             "num_found": evalset.num_found, "limit": evalset.limit,
             "subset_rule": "the N smallest sha256(base name), in name order" if evalset.limit else None,
@@ -370,4 +408,6 @@ def data_section(evalset, cache=None) -> dict:
             "file_list_sha256": evalset.file_list_sha256(),
             "source": evalset.source_kind, "source_uri": evalset.source_uri,
             "member_list_sha256": evalset.member_list_sha256(), "notes": list(evalset.notes),
-            "decode_cache": cache.describe() if cache is not None else None}
+            "decode_cache": {**cache.describe(), "resident": resident.where if resident else None}
+            if cache is not None else
+            ({"unused": cache_unused} if cache_unused else None)}

@@ -11,7 +11,7 @@ import argparse
 import contextlib
 import os
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterator
 
@@ -21,6 +21,7 @@ from ..errors import SenetZooError
 from . import distributed, metrics
 from .data import EvalSet, load_eval_set
 from .numerics import set_numerics
+from .resident import ResidentStore
 
 
 @dataclass
@@ -32,6 +33,7 @@ class Session:
     real: tuple | None               # ReaL labels (metrics.load_real_labels) or None
     dist: distributed.Dist
     log: Callable[..., None]         # print on rank 0, silent elsewhere
+    resident: ResidentStore = field(default_factory=ResidentStore)  # a filled cache's crops, kept across runs
 
 
 def check_args(args: argparse.Namespace) -> None:
