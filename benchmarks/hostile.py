@@ -13,14 +13,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import resource
-import signal
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
+
+from limited import run_limited
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -96,43 +94,20 @@ def build(folder: Path, pairs: int = 350_000) -> list[tuple[str, str, Path]]:
 
 def measure(tree: Path, kind: str, path: Path, timeout: float, memory_bytes: int) -> dict:
     """Run the child on ``tree``; wall time, peak RSS (MiB) and the outcome, or how it was stopped."""
-    def limits():
-        resource.setrlimit(resource.RLIMIT_AS, (memory_bytes, memory_bytes))
-
-    with tempfile.TemporaryFile("w+") as out:
-        start = time.perf_counter()
-        proc = subprocess.Popen([sys.executable, "-c", CHILD, kind, str(path)], stdout=out, stderr=subprocess.STDOUT,
-                                cwd=tree, env={"PYTHONPATH": str(tree), "PATH": "/usr/bin:/bin",
-                                               "OMP_NUM_THREADS": "1"}, preexec_fn=limits)
-        killed = False
-        while True:
-            pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
-            if pid:
-                break
-            if time.perf_counter() - start > timeout:
-                os.kill(proc.pid, signal.SIGKILL)
-                killed = True
-                pid, status, usage = os.wait4(proc.pid, 0)
-                break
-            time.sleep(0.02)
-        proc.returncode = os.waitstatus_to_exitcode(status)  # reaped here: Popen must not wait again
-        wall = time.perf_counter() - start
-        out.seek(0)
-        lines = out.read().splitlines()
-    result = {"wall_s": wall, "peak_rss_mb": usage.ru_maxrss / 1024, "import_rss_mb": None}
-    parsed = []
-    for line in lines:
+    done = run_limited([sys.executable, "-c", CHILD, kind, str(path)], cwd=tree, timeout=timeout,
+                       memory_bytes=memory_bytes,
+                       env={"PYTHONPATH": str(tree), "PATH": "/usr/bin:/bin", "OMP_NUM_THREADS": "1"})
+    result = {"wall_s": done.wall_s, "peak_rss_mb": done.peak_rss_mb, "import_rss_mb": None}
+    for line in done.lines:
         try:
-            parsed.append(json.loads(line))
-        except ValueError:
+            result.update(json.loads(line))
+        except (ValueError, TypeError):
             continue
-    for item in parsed:
-        result.update(item)
-    if killed:
+    if done.returncode is None:
         result["outcome"] = f"killed at the {timeout:.0f} s timeout"
     elif "outcome" not in result:
-        tail = lines[-1] if lines else ""
-        result["outcome"] = f"died (exit {proc.returncode}): {tail}"
+        tail = done.lines[-1] if done.lines else ""
+        result["outcome"] = f"died (exit {done.returncode}): {tail}"
     if any(sign in result["outcome"] for sign in ("MemoryError", "bad_alloc", "Insufficient memory", "allocate")):
         result["outcome"] = f"out of memory at the {memory_bytes / (1 << 30):g} GiB cap: " + result["outcome"]
     return result

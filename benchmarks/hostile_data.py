@@ -38,6 +38,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
+from limited import run_limited
+
 ROOT = Path(__file__).resolve().parents[1]
 SIZE, RESIZE = 64, 73   # small crops: the classes are about reading the data, not the model
 
@@ -75,32 +77,12 @@ def run(tree: Path, argv: list[str], weights: Path, work: Path, timeout: float, 
            "--device", "cpu", "--img-size", str(SIZE), "--batch-size", "4", "--no-progress",
            "--output", str(record), *argv]
 
-    def limits():
-        resource.setrlimit(resource.RLIMIT_AS, (memory_bytes, memory_bytes))
-        os.setsid()
-
-    with tempfile.TemporaryFile("w+") as out:
-        start = time.perf_counter()
-        proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, cwd=work, preexec_fn=limits,
-                                env={"PYTHONPATH": str(tree), "PATH": "/usr/bin:/bin", "OMP_NUM_THREADS": "1",
-                                     "HOME": str(work), "HF_HUB_OFFLINE": "1", **(env or {})})
-        killed = False
-        while True:
-            pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
-            if pid:
-                break
-            if time.perf_counter() - start > timeout:
-                os.killpg(proc.pid, signal.SIGKILL)
-                killed = True
-                pid, status, usage = os.wait4(proc.pid, 0)
-                break
-            time.sleep(0.05)
-        proc.returncode = os.waitstatus_to_exitcode(status)
-        wall = time.perf_counter() - start
-        out.seek(0)
-        lines = [line for line in out.read().splitlines() if line.strip()]
-    result = {"exit": "killed" if killed else proc.returncode, "wall_s": wall, "peak_rss_mb": usage.ru_maxrss / 1024,
-              "numbers": None, "message": lines[-1] if lines else ""}
+    done = run_limited(cmd, cwd=work, timeout=timeout, memory_bytes=memory_bytes,
+                       env={"PYTHONPATH": str(tree), "PATH": "/usr/bin:/bin", "OMP_NUM_THREADS": "1",
+                            "HOME": str(work), "HF_HUB_OFFLINE": "1", **(env or {})})
+    lines = [line for line in done.lines if line.strip()]
+    result = {"exit": "killed" if done.returncode is None else done.returncode, "wall_s": done.wall_s,
+              "peak_rss_mb": done.peak_rss_mb, "numbers": None, "message": lines[-1] if lines else ""}
     if record.is_file():
         r = json.loads(record.read_text())["results"]
         result["numbers"] = (round(r["top1_err"], 2), round(r["top5_err"], 2), r["num_images"])
@@ -827,7 +809,7 @@ def _one_row_group(workers: int):
 
         base, base_labels = _labelled(folder, weights, 16)
         rng = np.random.default_rng(6)
-        rows, names = [], []
+        rows = []
         labels = []
         for i in range(1, 2001):   # ~128 KB a row, as ImageNet's JPEGs: random APP15 padding, skipped by decoders
             jpeg = base[sorted(base)[i % 16]]
