@@ -410,7 +410,18 @@ def test_published_protocol_verdict_and_exit_code_1(release, flat, tmp_path, cap
 
 
 def test_verdict_edges():
-    assert verdict(22.47, 6.26, {"top1_err": 22.37, "top5_err": 6.36}, 0.10) == REPRODUCED  # edges included
+    pub = {"top1_err": 20.0, "top5_err": 5.0}
+    # differences of exactly the tolerance, exact in binary (0.25 = 2**-2): the bound is included, both sides
+    assert verdict(20.25, 5.0, pub, 0.25) == REPRODUCED
+    assert verdict(19.75, 4.75, pub, 0.25) == REPRODUCED
+    assert verdict(20.0, 5.25, pub, 0.25) == REPRODUCED
+    # one step of 2**-20 pp beyond the bound (exact in binary too): outside, for either error
+    assert verdict(20.25 + 2 ** -20, 5.0, pub, 0.25) == NOT_REPRODUCED
+    assert verdict(19.75 - 2 ** -20, 5.0, pub, 0.25) == NOT_REPRODUCED
+    assert verdict(20.0, 5.25 + 2 ** -20, pub, 0.25) == NOT_REPRODUCED
+    # decimals: 22.47 - 22.37 is 0.0999...98 in binary, 6.36 - 6.26 is 0.1000...05; both are the tolerance
+    assert verdict(22.47, 6.26, {"top1_err": 22.37, "top5_err": 6.36}, 0.10) == REPRODUCED
+    assert verdict(22.27, 6.46, {"top1_err": 22.37, "top5_err": 6.36}, 0.10) == REPRODUCED
     assert verdict(22.48, 6.36, {"top1_err": 22.37, "top5_err": 6.36}, 0.10) == NOT_REPRODUCED
     assert verdict(22.37, 6.47, {"top1_err": 22.37, "top5_err": 6.36}, 0.10) == NOT_REPRODUCED
     assert verdict(1.0, 1.0, None, 0.10) == NO_PUBLISHED
