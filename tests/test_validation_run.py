@@ -409,6 +409,27 @@ def test_published_protocol_verdict_and_exit_code_1(release, flat, tmp_path, cap
     assert record["data"]["limit"] == 2 and not record["protocol"]["matches_published"]
 
 
+def test_record_names_the_converter_and_a_pil_run_cannot_claim_the_published_numbers(release, flat, tmp_path):
+    """At 224 (published numbers exist) with PIL preprocessing on one image: the record says which converter
+    wrote the weights (read back from the weights file itself), and that neither one image nor PIL
+    preprocessing is the protocol the numbers were published with."""
+    from safetensors import safe_open
+
+    out = tmp_path / "pil224.json"
+    rc = validate(["--model", "se_resnet50", "--weights", str(release[2]), "--data", str(flat), "--limit", "1",
+                   "--preprocess", "pil", "--device", "cpu", "--batch-size", "1", "--workers", "0",
+                   "--output", str(out), "--no-progress"])
+    assert rc == 1  # one image of a synthetic stand-in: NOT REPRODUCED
+    record = json.loads(out.read_text())
+    with safe_open(str(release[2] / "model.safetensors"), "np") as f:
+        written_by = f.metadata()["converter_version"]
+    assert written_by == "0.2.0" and record["weights"]["converter_version"] == written_by
+    assert record["published"]["top1_err"] == 22.37 and record["protocol"]["matches_published"] is False
+    assert record["protocol"]["notes"] == [
+        "covers 1 images; the published numbers are for all 50,000 ILSVRC2012 validation images",
+        "PIL preprocessing, not the release's Caffe pipeline the numbers were published with"]
+
+
 def test_verdict_edges():
     pub = {"top1_err": 20.0, "top5_err": 5.0}
     # differences of exactly the tolerance, exact in binary (0.25 = 2**-2): the bound is included, both sides
