@@ -36,13 +36,13 @@ def command_line(args: argparse.Namespace, world_size: int = 1) -> str:
     parts = shlex.split(entry)
     for action in getattr(args, "_actions", []):
         value = getattr(args, action.dest, None)
-        if value is None or value is False or (value == action.default and not action.required):
+        if value is None or (value == action.default and not action.required):
             continue
         flag = action.option_strings[0]
-        if value is True:
+        if isinstance(action, argparse.BooleanOptionalAction):  # --no-fold-bn, --no-channels-last
+            parts.append(flag if value else "--no-" + flag[2:])
+        elif value is True:
             parts.append(flag)
-        elif isinstance(action, argparse.BooleanOptionalAction) and value is False:
-            parts.append("--no-" + flag[2:])
         elif action.nargs == "?" and value == action.const:
             parts.append(flag)
         else:
