@@ -47,9 +47,11 @@ def test_fold_batchnorm_moves_another_eps_into_the_variance():
     state = caffe_layers.fold_batchnorm(bn, 1e-3, [f32(1.0, 1.0), f32(0.0, 0.0)])
     assert state["running_var"].dtype == np.float32
     np.testing.assert_array_equal(state["running_var"], f32(1.50099, 2.50099))   # var + 0.001 - 0.00001
-    # float32's nearest to 1e-5 (what a prototxt's float field holds) is torch's eps: nothing moved
-    state = caffe_layers.fold_batchnorm(bn, float(np.float32(1e-5)), [f32(1.0, 1.0), f32(0.0, 0.0)])
-    assert state["running_var"].tolist() == [1.5, 2.5]
+    # float32's nearest to 1e-5 (what a prototxt's float field holds) is torch's eps: nothing moved, not even
+    # the -2.5e-14 between the two, which a variance of 1e-9 would show
+    tiny = [f32(0.0, 0.0, 0.0), f32(3.0, 5.0, 1e-9), f32(1.0)]
+    state = caffe_layers.fold_batchnorm(tiny, float(np.float32(1e-5)), [f32(1, 1, 1), f32(0, 0, 0)])
+    np.testing.assert_array_equal(state["running_var"], f32(3.0, 5.0, 1e-9))
 
 
 def test_fold_batchnorm_scale_without_bias_and_legacy_shapes():
