@@ -10,9 +10,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from senet_zoo.errors import SenetZooError
 from senet_zoo.validation import record
 from senet_zoo.validation.commands import add_arguments
-from senet_zoo.validation.metrics import error_summary, real_accuracy, topk_errors, wilson_interval
+from senet_zoo.validation.metrics import error_summary, load_real_labels, real_accuracy, topk_errors, wilson_interval
 
 # four images: image 1 right at rank 0, image 2 at rank 1, image 3 not in the top 5, image 4 at rank 3: top-1
 # wrong 3 of 4 (75%), top-5 wrong 1 of 4 (25%)
@@ -171,8 +172,42 @@ def test_real_accuracy_by_hand():
     assert got["top1_err"] == pytest.approx(200 / 3) and got["top5_err"] == pytest.approx(100 / 3)
     nothing = real_accuracy(names[1:2], TOP5[1:2], real, "hand")
     assert math.isnan(nothing["top1_acc"]) and nothing["num_without_real_labels"] == 1
-    from senet_zoo.errors import SenetZooError
-
+    six = real_accuracy(names[3:], np.array([[7, 3, 2, 0, 1, 4]]), real, "hand")   # a 6th column is no guess
+    assert six["top5_acc"] == 0.0 and six["num_images"] == 1
     for bad in ("ILSVRC2012_val_00000005.JPEG", "ILSVRC2012_val_00000000.JPEG", "photo.jpg"):
-        with pytest.raises(SenetZooError, match="needs ILSVRC2012 validation images"):
+        with pytest.raises(SenetZooError) as info:
             real_accuracy([bad], TOP5[:1], real, "hand")
+        assert str(info.value) == (f"{bad}: --real-labels needs ILSVRC2012 validation images "
+                                   "(ILSVRC2012_val_XXXXXXXX.JPEG)")
+
+
+def test_real_labels_from_a_file_and_their_mistakes(tmp_path):
+    good = tmp_path / "real.json"
+    good.write_text("[[1, 5], [], [8]]")
+    assert load_real_labels(good) == ([[1, 5], [], [8]], str(good))
+    missing = tmp_path / "missing.json"
+    cases = {missing: "cannot read ReaL labels (No such file or directory)"}
+    for name, text in (("broken.json", "[[1, "), ("dict.json", '{"a": [1]}'), ("flat.json", "[1, 2]")):
+        (tmp_path / name).write_text(text)
+        cases[tmp_path / name] = ("not valid JSON (Expecting value: line 1 column 6 (char 5))" if name == "broken.json"
+                                  else "expected real.json: a list of label lists, one per validation image")
+    for path, message in cases.items():
+        with pytest.raises(SenetZooError) as info:
+            load_real_labels(path)
+        assert str(info.value) == f"{path}: {message}"
+
+
+def test_real_labels_default_to_the_copy_timm_ships(monkeypatch):
+    real, source = load_real_labels(None)
+    assert len(real) == 50_000 and real[:2] == [[], [970, 795]]   # image 1 has no ReaL label
+    assert source == ("timm/data/_info/imagenet_real_labels.json (google-research/reassessed-imagenet "
+                      "real.json)")
+
+    def no_timm(package):
+        raise ModuleNotFoundError(package)
+
+    monkeypatch.setattr("importlib.resources.files", no_timm)
+    with pytest.raises(SenetZooError) as info:
+        load_real_labels(None)
+    assert str(info.value) == ("--real-labels without FILE uses the copy of real.json that timm ships, and timm "
+                               "is not installed: pass --real-labels real.json")
