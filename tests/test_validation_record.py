@@ -50,9 +50,11 @@ def test_command_line_repeats_every_option_that_changes_the_run():
                                          "--real-labels --no-fold-bn")
     args = validate_args("--model", "senet154", "--data", "my data", "--amp", "fp16", "--channels-last",
                          "--skip-bad-images", "--batch-size", "128", "--fold-bn")
+    del args._entry  # a namespace built elsewhere (the demo, a sweep) without the entry point: the command's
     assert record.command_line(args, world_size=2) == (
         "torchrun --nproc_per_node=2 -m senet_zoo.validation --model senet154 --data 'my data' --amp fp16 "
         "--channels-last --skip-bad-images")  # defaults (batch 128, folding on) are left out
+    assert record.command_line(args).startswith("senet-zoo validate --model senet154 ")
 
 
 def test_predictions_file_and_the_errors_recomputed_from_it(tmp_path):
@@ -69,8 +71,10 @@ def test_predictions_file_and_the_errors_recomputed_from_it(tmp_path):
     loaded = record.load_predictions(path)
     assert loaded["top5"].tolist() == TOP5.tolist() and loaded["labels"].tolist() == [1, 2, 3, 4]
     assert record.recompute_metrics(path) == (75.0, 25.0, 4)
-    record.write_predictions(tmp_path / "q.npz", ["a"], np.array([1]), np.array([[1, 0, 0, 0, 0]]))
-    assert sorted(record.load_predictions(tmp_path / "q.npz")) == ["labels", "names", "top5"]
+    # top-5 as the progress file keeps it (int16) is stored as documented: int64
+    record.write_predictions(tmp_path / "q.npz", ["a"], np.array([1]), np.array([[1, 0, 0, 0, 0]], np.int16))
+    q = record.load_predictions(tmp_path / "q.npz")
+    assert sorted(q) == ["labels", "names", "top5"] and q["top5"].dtype == np.int64
 
 
 @pytest.mark.parametrize("arrays, message", [
@@ -93,6 +97,8 @@ def test_written_record_is_plain_json(tmp_path):
                                "t": (1, np.int32(2)), 5: {"deep": [np.float64(-math.inf)]}})
     text = path.read_text()
     assert text.endswith("}\n") and "\n  " in text                            # indented, one newline at the end
+    record.write_record(path, {"n": 3, "m": [1]})
+    assert path.read_text() == '{\n  "n": 3,\n  "m": [\n    1\n  ]\n}\n'
     assert json.loads(text) == {"n": 3, "x": 0.5, "nan": None, "inf": None, "t": [1, 2], "5": {"deep": [None]}}
 
 
@@ -117,6 +123,12 @@ def test_printed_table_with_published_numbers():
         "",
         "published: hujie-frank/SENet README",
         "verdict: NOT REPRODUCED"])
+
+
+def test_printed_table_of_a_record_without_protocol_notes():
+    rec = {k: v for k, v in RECORD.items() if k != "protocol"}
+    assert record.format_table(rec).endswith("published: hujie-frank/SENet README\nverdict: NOT REPRODUCED")
+    assert record.format_table(dict(rec, protocol={})) == record.format_table(rec)
 
 
 def test_printed_table_without_published_numbers_with_notes_and_real():
@@ -147,6 +159,8 @@ def test_topk_errors_and_their_summary_by_hand():
     assert summary["top1_wrong"] == 3 and summary["top5_wrong"] == 1
     assert summary["top1_err_ci95"] == list(wilson_interval(3, 4))
     assert summary["top5_err_ci95"] == list(wilson_interval(1, 4))
+    two = error_summary(TOP5[[2, 2, 0]], LABELS[[2, 2, 0]])     # image 3 twice and image 1: 2 of 3 wrong
+    assert two["top1_err"] == pytest.approx(200 / 3) and two["top5_err"] == pytest.approx(200 / 3)
     empty = error_summary(np.zeros((0, 5), np.int64), np.zeros(0, np.int64))
     assert math.isnan(empty["top1_err"]) and math.isnan(empty["top5_err"]) and empty["top1_err_ci95"] == [0, 100]
     for top5, labels in ((TOP5[:, :4], LABELS), (TOP5, LABELS[:3]), (TOP5.ravel(), LABELS)):
@@ -159,6 +173,10 @@ def test_wilson_interval_by_hand():
     lo, hi = wilson_interval(1, 4)
     assert abs(lo - 4.5587) < 1e-3 and abs(hi - 69.9358) < 1e-3
     assert wilson_interval(0, 0) == (0.0, 100.0) and wilson_interval(3, -1) == (0.0, 100.0)
+    lo, hi = wilson_interval(1, 1)               # p = 1: centre 0.6033, half-width 0.3967
+    assert abs(lo - 20.654) < 1e-3 and hi == 100.0
+    # the bounds stay within [0, 100] where float rounding would cross them (1.0000000000000002, -1.4e-17)
+    assert wilson_interval(16, 16)[1] == 100.0 and wilson_interval(0, 21)[0] == 0.0
     lo, hi = wilson_interval(1, 4, z=1.0)        # centre 0.3, half-width sqrt(3/64 + 1/64) / 1.25 = 0.2
     assert abs(lo - 10.0) < 1e-9 and abs(hi - 50.0) < 1e-9
 
