@@ -55,6 +55,8 @@ def test_command_line_repeats_every_option_that_changes_the_run():
         "torchrun --nproc_per_node=2 -m senet_zoo.validation --model senet154 --data 'my data' --amp fp16 "
         "--channels-last --skip-bad-images")  # defaults (batch 128, folding on) are left out
     assert record.command_line(args).startswith("senet-zoo validate --model senet154 ")
+    args._entry = "python -m senet_zoo.validation"   # the module's own entry point names itself
+    assert record.command_line(args).startswith("python -m senet_zoo.validation --model senet154 ")
 
 
 def test_predictions_file_and_the_errors_recomputed_from_it(tmp_path):
@@ -123,6 +125,18 @@ def test_printed_table_with_published_numbers():
         "",
         "published: hujie-frank/SENet README",
         "verdict: NOT REPRODUCED"])
+
+
+def test_verdict_in_one_line():
+    assert record.verdict_line(RECORD, Path("runs/x.json")) == (
+        "SE-ResNet-50: NOT REPRODUCED: top-1 err 22.47 (published 22.37), top-5 err 6.20 (published 6.36), "
+        "tolerance 0.10 pp; exit 1 is this verdict, not a crash (the table is printed above; record: runs/x.json)")
+    unpublished = dict(RECORD, published=None, verdict=record.NO_PUBLISHED)
+    assert record.verdict_line(unpublished, Path("r.json")) == (
+        "SE-ResNet-50: NO PUBLISHED NUMBERS: top-1 err 22.47, top-5 err 6.20, tolerance 0.10 pp; exit 0 is this "
+        "verdict, not a crash (the table is printed above; record: r.json)")
+    half = dict(RECORD, published={"top1_err": 22.37, "top5_err": None})
+    assert "top-1 err 22.47 (published 22.37), top-5 err 6.20, " in record.verdict_line(half, Path("r.json"))
 
 
 def test_printed_table_of_a_record_without_protocol_notes():
