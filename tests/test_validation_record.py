@@ -56,6 +56,7 @@ def test_command_line_repeats_every_option_that_changes_the_run():
         "--channels-last --skip-bad-images")  # defaults (batch 128, folding on) are left out
     assert record.command_line(args).startswith("senet-zoo validate --model senet154 ")
     args._entry = "python -m senet_zoo.validation"   # the module's own entry point names itself
+    assert record.command_line(argparse.Namespace(model="senet154")) == "senet-zoo validate"  # no parser at all
     assert record.command_line(args).startswith("python -m senet_zoo.validation --model senet154 ")
 
 
@@ -80,17 +81,28 @@ def test_predictions_file_and_the_errors_recomputed_from_it(tmp_path):
 
 
 @pytest.mark.parametrize("arrays, message", [
-    ({"labels": np.zeros(3, np.int64), "top5": np.zeros((3, 4), np.int64)}, "top5 has shape"),
-    ({"labels": np.zeros(3, np.int64), "top5": np.zeros((2, 5), np.int64)}, "top5 has shape"),
-    ({"labels": np.zeros((3, 1), np.int64), "top5": np.zeros((3, 5), np.int64)}, "top5 has shape"),
-    ({"labels": np.zeros(3, np.int64), "top5": np.zeros(15, np.int64)}, "top5 has shape"),
+    ({"labels": np.zeros(3, np.int64), "top5": np.zeros((3, 4), np.int64)}, "top5 has shape (3, 4) for (3,) labels"),
+    ({"labels": np.zeros(3, np.int64), "top5": np.zeros((3, 6), np.int64)}, "top5 has shape (3, 6) for (3,) labels"),
+    ({"labels": np.zeros(3, np.int64), "top5": np.zeros((2, 5), np.int64)}, "top5 has shape (2, 5) for (3,) labels"),
+    ({"labels": np.zeros((3, 1), np.int64), "top5": np.zeros((3, 5), np.int64)},
+     "top5 has shape (3, 5) for (3, 1) labels"),
+    ({"labels": np.zeros(3, np.int64), "top5": np.zeros(15, np.int64)}, "top5 has shape (15,) for (3,) labels"),
     ({"labels": np.zeros(0, np.int64), "top5": np.zeros((0, 5), np.int64)}, "no predictions"),
 ])
 def test_recompute_refuses_predictions_of_the_wrong_shape(tmp_path, arrays, message):
     path = tmp_path / "bad.npz"
     np.savez(path, **arrays)
-    with pytest.raises(ValueError, match=message):
+    with pytest.raises(ValueError) as info:
         record.recompute_metrics(path)
+    assert str(info.value) == message
+
+
+def test_a_predictions_file_holding_pickled_objects_is_never_unpickled(tmp_path):
+    path = tmp_path / "pickled.npz"
+    np.savez(path, names=np.array(["a"]), labels=np.array([1]), top5=np.array([[1, 0, 0, 0, 0], None], dtype=object))
+    for read in (record.recompute_metrics, record.load_predictions):
+        with pytest.raises(ValueError, match="allow_pickle=False"):
+            read(path)
 
 
 def test_written_record_is_plain_json(tmp_path):
