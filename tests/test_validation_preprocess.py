@@ -235,7 +235,6 @@ def test_device_normalisation_is_caffe_mean_subtraction_exactly(tmp_path):
     from senet_zoo.models.config import RGB_MEAN, STD
     from senet_zoo.validation.data import load_eval_set
     from senet_zoo.validation.distributed import Dist
-    from senet_zoo.validation import numerics
     from senet_zoo.validation.evaluate import EvalOptions, evaluate
 
     root = tmp_path / "ILSVRC2012_img_val"
@@ -251,17 +250,12 @@ def test_device_normalisation_is_caffe_mean_subtraction_exactly(tmp_path):
             seen.append(x.clone())
             return torch.zeros(x.shape[0], 1000)
 
-    opts = EvalOptions(device=torch.device("cpu"), batch_size=4, workers=0, show_progress=False, probe=False)
-    b = torch.backends
-    saved = (b.cuda.matmul.allow_tf32, b.cudnn.allow_tf32, b.cudnn.deterministic, b.cudnn.benchmark,
-             torch.get_float32_matmul_precision())
-    numerics.set_numerics("fp32")  # as validate does before the loop
-    try:
-        evaluate(Recorder(), load_eval_set(root), Preprocessing("caffe", 8, 8), list(RGB_MEAN), list(STD), opts,
-                 Dist(), log=lambda *_: None)
-    finally:
-        b.cuda.matmul.allow_tf32, b.cudnn.allow_tf32, b.cudnn.deterministic, b.cudnn.benchmark = saved[:4]
-        torch.set_float32_matmul_precision(saved[4])
+    # bf16: autocast wraps the model only, so the input is normalised in float32 as in exact mode, and this
+    # process's precision settings (process-wide, see test_numerics_apis.py) are left alone
+    opts = EvalOptions(device=torch.device("cpu"), precision="bf16", batch_size=4, workers=0, show_progress=False,
+                       probe=False)
+    evaluate(Recorder(), load_eval_set(root), Preprocessing("caffe", 8, 8), list(RGB_MEAN), list(STD), opts,
+             Dist(), log=lambda *_: None)
     x = torch.cat(seen)
     assert x.dtype == torch.float32 and x.shape == (4, 3, 8, 8)
     per_image = x.amax((2, 3)).tolist()
