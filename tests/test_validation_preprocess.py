@@ -246,12 +246,16 @@ def test_device_normalisation_is_caffe_mean_subtraction_exactly(tmp_path):
     seen = []
 
     class Recorder(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.weight = torch.nn.Parameter(torch.zeros(1))  # float32: under bf16 the loop uses autocast
+
         def forward(self, x):
             seen.append(x.clone())
             return torch.zeros(x.shape[0], 1000)
 
-    # bf16: autocast wraps the model only, so the input is normalised in float32 as in exact mode, and this
-    # process's precision settings (process-wide, see test_numerics_apis.py) are left alone
+    # bf16 with a float32 model: autocast wraps the model only, so the input is normalised in float32 as in
+    # exact mode, and this process's precision settings (process-wide, see test_numerics_apis.py) stay as they are
     opts = EvalOptions(device=torch.device("cpu"), precision="bf16", batch_size=4, workers=0, show_progress=False,
                        probe=False)
     evaluate(Recorder(), load_eval_set(root), Preprocessing("caffe", 8, 8), list(RGB_MEAN), list(STD), opts,
