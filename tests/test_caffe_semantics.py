@@ -76,6 +76,33 @@ def test_batchnorm_scale_factor_and_eps(tmp_path, scale_factor, eps):
                                    rtol=1e-4)
 
 
+def test_batchnorm_scale_factor_zero_zeroes_stored_statistics(tmp_path):
+    """s = 0 with non-zero stored (mean·s, var·s): Caffe's factor is 0, not 1/s nor 1, so the statistics are
+    zero whatever is stored (BatchNormLayer::Forward_cpu; OpenCV reads it the same way)."""
+    c, eps = 3, 1e-5
+    stored_mean, stored_var = np.array([5.0, -2.0, 0.5]), np.array([4.0, 9.0, 0.25])
+    bn_blobs = [stored_mean, stored_var, [0.0]]
+    gamma, beta = np.array([1.0, 0.5, 2.0]), np.array([0.0, 1.0, -1.0])
+    mean, var = caffe_layers.batchnorm_statistics([np.asarray(b, np.float32) for b in bn_blobs])
+    np.testing.assert_array_equal(mean, np.zeros(c, np.float32))
+    np.testing.assert_array_equal(var, np.zeros(c, np.float32))
+    layers = [{"name": "bn", "type": "BatchNorm", "bottom": ["data"], "top": ["bn"],
+               "batch_norm_param": {"use_global_stats": True, "eps": eps}},
+              {"name": "sc", "type": "Scale", "bottom": ["bn"], "top": ["sc"], "scale_param": {"bias_term": True}}]
+    x = np.random.default_rng(5).normal(size=(2, c, 4, 4)).astype(np.float32)
+    ref = run_caffe(tmp_path, x.shape, layers, {"bn": bn_blobs, "sc": [gamma, beta]}, x, "sc")
+    # the hand-written answer: statistics zero, so y = gamma * x / sqrt(eps) + beta
+    hand = gamma[None, :, None, None] * x / np.sqrt(eps) + beta[None, :, None, None]
+    np.testing.assert_allclose(ref, hand, rtol=1e-5, atol=1e-3)
+    bn = torch.nn.BatchNorm2d(c).eval()
+    state = caffe_layers.fold_batchnorm([np.asarray(b, np.float32) for b in bn_blobs], eps,
+                                        [gamma.astype(np.float32), beta.astype(np.float32)])
+    bn.load_state_dict({k: torch.from_numpy(np.asarray(v)) for k, v in state.items()})
+    with torch.no_grad():
+        ours = bn(torch.from_numpy(x)).numpy()
+    np.testing.assert_allclose(ours, ref, rtol=1e-5, atol=1e-3)
+
+
 def _se_layers(c, reduced):
     return [
         {"name": "gp", "type": "Pooling", "bottom": ["data"], "top": ["gp"],

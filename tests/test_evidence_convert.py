@@ -1,6 +1,7 @@
 """Evidence that binds: byte-identical conversions, Caffe's exact blob rules, nothing partial left behind."""
 import dataclasses
 import hashlib
+import json
 import os
 import subprocess
 import sys
@@ -48,13 +49,18 @@ def test_converting_twice_gives_identical_bytes(r50, tmp_path):
     with safe_open(str(tmp_path / "a" / "model.safetensors"), "np") as f:
         meta = f.metadata()
         assert meta["converter_version"] == CONVERTER_VERSION
-        assert list(meta) == sorted(meta) or set(meta) == {"format", "model", "source_file", "source_sha256",
-                                                           "converter_version", "class_order"}
+        assert meta["model"] == "se_resnet50" and meta["class_order"] == "sorted-wnid"
         assert f.get_tensor("layer1.0.bn1.num_batches_tracked").shape == ()
         assert len(list(f.keys())) > 300
     header_len = int.from_bytes((tmp_path / "a" / "model.safetensors").read_bytes()[:8], "little")
     head = (tmp_path / "a" / "model.safetensors").read_bytes()[8:8 + header_len]
     assert head.startswith(b'{"__metadata__":{"class_order":') and header_len % 8 == 0
+    # the library's metadata() is a hash map, so the order is read from the raw header: sorted keys, always
+    # the same six (a fixed order is what makes the bytes, and the sha256 records bind to, reproducible)
+    header = json.loads(head, object_pairs_hook=list)
+    assert header[0][0] == "__metadata__"
+    assert [key for key, _ in header[0][1]] == ["class_order", "converter_version", "format", "model",
+                                                "source_file", "source_sha256"]
 
 
 def test_pinned_sha256_of_a_seeded_conversion(tmp_path):
@@ -156,6 +162,97 @@ def test_legacy_dims_are_read_from_the_file(tmp_path):
     path.write_bytes(proto.SerializeToString())
     read = caffe_io.read_weights(path).layer("fc")
     assert read.legacy_shapes == (True, False) and read.blobs[0].shape == (1, 1, 1, 3)
+
+
+@pytest.mark.parametrize("dims, shape", [({"num": 1, "channels": 1, "width": 3}, "1x1x0x3"),
+                                         ({"width": 3}, "0x0x0x3")])
+def test_unset_legacy_dims_are_zero_as_in_caffe(tmp_path, dims, shape):
+    """BVLC caffe.proto declares num/channels/height/width with default 0, and Blob::FromProto takes all four
+    once any one is set: three values under 1x1x(unset)x3 are a 0-value blob, which Caffe refuses
+    (CHECK_EQ(count_, data_size)); a default of 1 would accept them as 1x1x1x3."""
+    from senet_zoo.converters import caffe_pb2
+
+    proto = caffe_pb2.NetParameter(name="n")
+    layer = proto.layer.add(name="fc", type="InnerProduct")
+    layer.blobs.add(**dims).data.extend([1, 2, 3])
+    path = tmp_path / "legacy.caffemodel"
+    path.write_bytes(proto.SerializeToString())
+    message = rf"layer 0 'fc' blob 0: 3 values for blob shape {shape} \(0 values\)"
+    with pytest.raises(SenetZooError, match=message):
+        caffe_io.read_weights(path)                    # the binary reader's own wire walk
+    with pytest.raises(SenetZooError, match=message):
+        caffe_io.net_from_proto(proto, path)           # the message reader (prototxt, in-memory nets)
+
+
+def _bn_release(net, folder, bn, caffemodel_eps):
+    """``net`` as a caffemodel in ``folder`` whose BatchNorm ``bn`` holds (mean·s, var·s, s) = (2, 3, 2), i.e.
+    mean 1 and variance 1.5, and whose own layer definition says eps = ``caffemodel_eps``."""
+    from senet_zoo.converters import caffe_pb2
+
+    layers = []
+    for layer in net.layers:
+        if layer.name == bn:
+            proto = caffe_pb2.LayerParameter()
+            proto.CopyFrom(layer.proto)
+            proto.batch_norm_param.eps = caffemodel_eps
+            channels = layer.blobs[0].size
+            layer = dataclasses.replace(layer, proto=proto, blobs=[
+                np.full(channels, 2, np.float32), np.full(channels, 3, np.float32), np.array([2], np.float32)])
+        layers.append(layer)
+    caffemodel = folder / "SE-ResNet-50.caffemodel"
+    caffe_io.write_caffemodel(dataclasses.replace(net, layers=layers), caffemodel)
+    return caffemodel
+
+
+def _converted(caffemodel, out, prototxt, *keys):
+    from safetensors import safe_open
+
+    convert("se_resnet50", caffemodel, out, prototxt, allow_unknown_hash=True)
+    with safe_open(str(out / "model.safetensors"), "np") as f:
+        return [f.get_tensor(key) for key in keys]
+
+
+def test_batchnorm_eps_is_the_deploy_prototxts(r50, tmp_path):
+    """Caffe builds the net from the deploy prototxt and Net::CopyTrainedLayersFrom copies blobs only: a
+    BatchNorm's eps is the prototxt's even where the caffemodel's own layer definition says another. Our
+    BatchNorm2d keeps torch's eps 1e-5, so Caffe's sqrt(var + eps) is stored as var + (eps - 1e-5)."""
+    prototxt, _, net = r50
+    bn = "conv1/7x7_s2/bn"
+    caffemodel = _bn_release(net, tmp_path, bn, caffemodel_eps=1e-4)
+    text = prototxt.read_text()
+    at = text.index(f'name: "{bn}"')
+    deploy = tmp_path / "deploy.prototxt"
+    deploy.write_text(text[:at] + text[at:].replace("use_global_stats: true", "use_global_stats: true\n    eps: 0.001", 1))
+    keys = ("layer0.bn1.running_mean", "layer0.bn1.running_var")
+    mean, var = _converted(caffemodel, tmp_path / "with", deploy, *keys)
+    np.testing.assert_array_equal(mean, np.full(64, 1.0, np.float32))
+    np.testing.assert_array_equal(var, np.full(64, 1.50099, np.float32))       # 1.5 + 0.001 - 0.00001
+    # no prototxt given, none beside the caffemodel: the caffemodel's own definition is all there is
+    _, var = _converted(caffemodel, tmp_path / "without", None, *keys)
+    np.testing.assert_array_equal(var, np.full(64, 1.50009, np.float32))       # 1.5 + 0.0001 - 0.00001
+
+
+@pytest.mark.parametrize("mode", ["FLOOR", "CEIL"])
+def test_pooling_that_rounds_down_is_refused(r50, tmp_path, mode):
+    """BVLC Caffe has ``round_mode: FLOOR`` (PoolingLayer::Reshape), but the release's networks round up and
+    so do the models we convert into (timm's legacy SENets: ceil_mode=True): a FLOOR prototxt describes
+    another network, whose numbers no conversion into these architectures reproduces. CEIL said aloud is
+    the release's own rule."""
+    prototxt, caffemodel, _ = r50
+    text = prototxt.read_text()
+    at = text.index("pool: MAX")
+    given = tmp_path / f"{mode}.prototxt"
+    given.write_text(text[:at] + f"round_mode: {mode}\n    " + text[at:])
+    out = tmp_path / "out"
+    if mode == "CEIL":
+        convert("se_resnet50", caffemodel, out, given, allow_unknown_hash=True)
+        assert (out / "model.safetensors").is_file()
+        return
+    with pytest.raises(SenetZooError) as info:
+        convert("se_resnet50", caffemodel, out, given, allow_unknown_hash=True)
+    assert str(info.value) == (f"{given}: Pooling layer 'pool1/3x3_s2' rounds down (round_mode: FLOOR); the "
+                               "release's networks round up")
+    assert not out.exists()
 
 
 def test_prototxt_bias_term_must_match(r50, tmp_path):

@@ -171,6 +171,29 @@ def test_a_bom_is_tolerated(tmp_path, fmt, text):
     assert list(label_files.read_label_file(bom, fmt)[0]) == [VAL1]
 
 
+def test_bounded_reads_see_one_byte_past_the_limit(tmp_path, monkeypatch):
+    """A file one byte over a limit is refused, not read up to the limit and accepted cut short: cut by one
+    byte, this label file would label image 1 class 6 instead of 65, and this JSON would still parse."""
+    from senet_zoo import jsonio
+    from senet_zoo.files import read_at_most
+
+    path = tmp_path / "labels.txt"
+    path.write_bytes(b"ILSVRC2012_val_00000001.JPEG 65")         # 31 bytes, no newline
+    assert read_at_most(path, 30) == path.read_bytes()             # limit + 1 bytes: over, and visibly so
+    assert read_at_most(path, 31) == path.read_bytes()
+    assert read_at_most(path, 100) == path.read_bytes()
+    monkeypatch.setattr(label_files, "MAX_LABEL_FILE_BYTES", 30)
+    refused(path, lambda: label_files.read_label_file(path, "caffe"), "larger than")
+    monkeypatch.setattr(label_files, "MAX_LABEL_FILE_BYTES", 31)
+    assert label_files.read_label_file(path, "caffe")[0] == {VAL1: 65}
+
+    doc = tmp_path / "doc.json"
+    doc.write_bytes(b'{"a": 1} ')                                   # 9 bytes; its first 8 are JSON too
+    with pytest.raises(jsonio.JSONLimitError, match="9 bytes of JSON, more than the 8 allowed"):
+        jsonio.load_path(doc, max_bytes=8)
+    assert jsonio.load_path(doc, max_bytes=9) == {"a": 1}
+
+
 # ------------------------------------------------------------------------------------------- progress files
 
 N_IMAGES, BATCH = 7, 3

@@ -29,6 +29,30 @@ def test_header_sizes_without_decoding():
     assert image_size(b"not an image at all") is None
 
 
+def progressive_jpeg(width: int, height: int, claim: tuple[int, int] | None = None) -> bytes:
+    """A real progressive JPEG (frame header SOF2, no SOF0), its header optionally rewritten to claim a size."""
+    import struct
+
+    import cv2
+
+    ok, buf = cv2.imencode(".jpg", np.full((height, width, 3), 90, np.uint8), [cv2.IMWRITE_JPEG_PROGRESSIVE, 1])
+    data = bytearray(buf.tobytes())
+    assert ok and b"\xff\xc0" not in data
+    if claim is not None:
+        sof = data.index(b"\xff\xc2")
+        data[sof + 5:sof + 9] = struct.pack(">HH", claim[1], claim[0])
+    return bytes(data)
+
+
+def test_progressive_jpeg_size_is_read_from_its_sof2_header():
+    assert image_size(progressive_jpeg(37, 11)) == (37, 11)
+    assert image_size(progressive_jpeg(37, 11, claim=(30000, 20000))) == (30000, 20000)
+    # 600 M pixels claimed: refused from the header, before libjpeg is asked to allocate them
+    for name in ("caffe", "pil"):
+        with pytest.raises(BadImage, match="more than the limit of 89,478,485"):
+            Preprocessing(name, 256, 224).decode_rgb(progressive_jpeg(37, 11, claim=(30000, 20000)))
+
+
 @pytest.mark.parametrize("name", ["caffe", "pil"])
 @pytest.mark.parametrize("data, reason", [
     (lambda: png_header_only(100000, 1), "resizes to"),          # 63 KB that OpenCV would resize to 19.6 GB

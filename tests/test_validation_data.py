@@ -208,11 +208,19 @@ def test_limit_is_deterministic_and_layout_independent(flat, tmp_path):
         data.load_eval_set(flat, limit=0)
 
 
-def test_file_list_hash_is_the_documented_one(flat):
-    import hashlib
-
-    s = data.load_eval_set(flat)
-    assert s.file_list_sha256() == hashlib.sha256("\n".join(sorted(s.names)).encode()).hexdigest()
+def test_file_list_hash_is_the_documented_one(flat, tmp_path):
+    """docs/validation.md: the sha256 of the sorted relative names, `/`-separated, joined by `\\n`. The
+    literals were computed outside Python: `for i in $(seq 1 60); do printf 'ILSVRC2012_val_%08d.JPEG' $i;
+    [ $i -lt 60 ] && printf '\\n'; done | sha256sum` and `printf 'n01440764/a.JPEG\\nn01443537/b.JPEG' |
+    sha256sum`."""
+    assert data.load_eval_set(flat).file_list_sha256() == \
+        "f0b6d266599f9012d901721e26fd335f54f6793f87715e7580f904cfebbdb736"
+    tree = tmp_path / "tree"
+    for wnid, name in (("n01443537", "b.JPEG"), ("n01440764", "a.JPEG")):
+        (tree / wnid).mkdir(parents=True)
+        (tree / wnid / name).write_bytes(b"x")
+    assert data.load_eval_set(tree).file_list_sha256() == \
+        "2d79bfe2ae4bdfdee1d900f87d6dd1abe5956501937d9559d47606c6611666d9"
 
 
 def test_metrics_against_hand_counts():

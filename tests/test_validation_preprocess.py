@@ -226,14 +226,42 @@ def test_pil_pipeline_equals_timm_eval_transform(jpegs):
             np.testing.assert_array_equal(prep.load_rgb(path), theirs, err_msg=f"{name} {resize}/{crop}")
 
 
-def test_device_normalisation_is_caffe_mean_subtraction_exactly():
+def test_device_normalisation_is_caffe_mean_subtraction_exactly(tmp_path):
+    """What the model receives from validate's loop, with the mean and std of the converted weights' config,
+    for uniform lossless images of known pixels: pixel - (123, 117, 104) per RGB channel, no scaling (Caffe's
+    BGR mean subtraction; conv1's input channels are reversed at conversion)."""
     import torch
 
     from senet_zoo.models.config import RGB_MEAN, STD
+    from senet_zoo.validation.data import load_eval_set
+    from senet_zoo.validation.distributed import Dist
+    from senet_zoo.validation.evaluate import EvalOptions, evaluate
 
-    x = torch.arange(256, dtype=torch.uint8).repeat(3, 1).view(1, 3, 16, 16)
-    mean255 = torch.tensor(np.asarray(RGB_MEAN, np.float64) * 255, dtype=torch.float32).view(1, 3, 1, 1)
-    std255 = torch.tensor(np.asarray(STD, np.float64) * 255, dtype=torch.float32).view(1, 3, 1, 1)
-    ours = x.float().sub_(mean255).div_(std255)
-    caffe = x.float() - torch.tensor([123.0, 117.0, 104.0]).view(1, 3, 1, 1)
-    assert torch.equal(ours, caffe)
+    root = tmp_path / "ILSVRC2012_img_val"
+    root.mkdir()
+    rgb_pixels = [(0, 0, 0), (123, 117, 104), (255, 255, 255), (10, 20, 30)]
+    for i, rgb in enumerate(rgb_pixels, 1):  # PNG content under validation names: decoded by content
+        ok, buf = cv2.imencode(".png", np.full((9, 9, 3), rgb[::-1], np.uint8))
+        (root / f"ILSVRC2012_val_{i:08d}.JPEG").write_bytes(buf.tobytes())
+    seen = []
+
+    class Recorder(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.weight = torch.nn.Parameter(torch.zeros(1))  # float32: under bf16 the loop uses autocast
+
+        def forward(self, x):
+            seen.append(x.clone())
+            return torch.zeros(x.shape[0], 1000)
+
+    # bf16 with a float32 model: autocast wraps the model only, so the input is normalised in float32 as in
+    # exact mode, and this process's precision settings (process-wide, see test_numerics_apis.py) stay as they are
+    opts = EvalOptions(device=torch.device("cpu"), precision="bf16", batch_size=4, workers=0, show_progress=False,
+                       probe=False)
+    evaluate(Recorder(), load_eval_set(root), Preprocessing("caffe", 8, 8), list(RGB_MEAN), list(STD), opts,
+             Dist(), log=lambda *_: None)
+    x = torch.cat(seen)
+    assert x.dtype == torch.float32 and x.shape == (4, 3, 8, 8)
+    per_image = x.amax((2, 3)).tolist()
+    assert x.amin((2, 3)).tolist() == per_image  # uniform crops
+    assert per_image == [[-123.0, -117.0, -104.0], [0.0, 0.0, 0.0], [132.0, 138.0, 151.0], [-113.0, -97.0, -74.0]]

@@ -409,8 +409,40 @@ def test_published_protocol_verdict_and_exit_code_1(release, flat, tmp_path, cap
     assert record["data"]["limit"] == 2 and not record["protocol"]["matches_published"]
 
 
+def test_record_names_the_converter_and_a_pil_run_cannot_claim_the_published_numbers(release, flat, tmp_path):
+    """At 224 (published numbers exist) with PIL preprocessing on one image: the record says which converter
+    wrote the weights (read back from the weights file itself), and that neither one image nor PIL
+    preprocessing is the protocol the numbers were published with."""
+    from safetensors import safe_open
+
+    out = tmp_path / "pil224.json"
+    rc = validate(["--model", "se_resnet50", "--weights", str(release[2]), "--data", str(flat), "--limit", "1",
+                   "--preprocess", "pil", "--device", "cpu", "--batch-size", "1", "--workers", "0",
+                   "--output", str(out), "--no-progress"])
+    assert rc == 1  # one image of a synthetic stand-in: NOT REPRODUCED
+    record = json.loads(out.read_text())
+    with safe_open(str(release[2] / "model.safetensors"), "np") as f:
+        written_by = f.metadata()["converter_version"]
+    assert written_by == "0.2.0" and record["weights"]["converter_version"] == written_by
+    assert record["published"]["top1_err"] == 22.37 and record["protocol"]["matches_published"] is False
+    assert record["protocol"]["notes"] == [
+        "covers 1 images; the published numbers are for all 50,000 ILSVRC2012 validation images",
+        "PIL preprocessing, not the release's Caffe pipeline the numbers were published with"]
+
+
 def test_verdict_edges():
-    assert verdict(22.47, 6.26, {"top1_err": 22.37, "top5_err": 6.36}, 0.10) == REPRODUCED  # edges included
+    pub = {"top1_err": 20.0, "top5_err": 5.0}
+    # differences of exactly the tolerance, exact in binary (0.25 = 2**-2): the bound is included, both sides
+    assert verdict(20.25, 5.0, pub, 0.25) == REPRODUCED
+    assert verdict(19.75, 4.75, pub, 0.25) == REPRODUCED
+    assert verdict(20.0, 5.25, pub, 0.25) == REPRODUCED
+    # one step of 2**-20 pp beyond the bound (exact in binary too): outside, for either error
+    assert verdict(20.25 + 2 ** -20, 5.0, pub, 0.25) == NOT_REPRODUCED
+    assert verdict(19.75 - 2 ** -20, 5.0, pub, 0.25) == NOT_REPRODUCED
+    assert verdict(20.0, 5.25 + 2 ** -20, pub, 0.25) == NOT_REPRODUCED
+    # decimals: 22.47 - 22.37 is 0.0999...98 in binary, 6.36 - 6.26 is 0.1000...05; both are the tolerance
+    assert verdict(22.47, 6.26, {"top1_err": 22.37, "top5_err": 6.36}, 0.10) == REPRODUCED
+    assert verdict(22.27, 6.46, {"top1_err": 22.37, "top5_err": 6.36}, 0.10) == REPRODUCED
     assert verdict(22.48, 6.36, {"top1_err": 22.37, "top5_err": 6.36}, 0.10) == NOT_REPRODUCED
     assert verdict(22.37, 6.47, {"top1_err": 22.37, "top5_err": 6.36}, 0.10) == NOT_REPRODUCED
     assert verdict(1.0, 1.0, None, 0.10) == NO_PUBLISHED
