@@ -176,7 +176,8 @@ class DecodeCache:
     def _hold_and_map(self) -> str | None:
         """Take a shared lock on the folder (a run that holds it keeps it), check its key, map the arrays;
         what is wrong with it, or None."""
-        self._lock_fd = _shared_lock(self.folder)
+        fd = _try_lock(self.folder, fcntl.LOCK_SH)
+        self._lock_fd = None if fd is None or fd is False else fd
         if self._lock_fd is None and (self.folder / "lock").exists():
             return "its lock cannot be taken (being removed, or not readable)"
         try:
@@ -255,7 +256,7 @@ class DecodeCache:
                 name = entry.name
                 match = _FOLDER.fullmatch(name)
                 if match and entry.is_dir(follow_symlinks=False) and name not in keep:
-                    fd = _exclusive_lock(Path(entry.path))
+                    fd = _try_lock(Path(entry.path), fcntl.LOCK_EX)
                     if fd is False:
                         continue  # a live run holds it
                     other = _load_key(Path(entry.path))
@@ -406,29 +407,15 @@ def _folder_lock(base: Path) -> Iterator[None]:
             os.close(fd)
 
 
-def _shared_lock(folder: Path) -> int | None:
-    """A shared lock on ``folder/lock`` (its open descriptor), or None when it cannot be had."""
+def _try_lock(folder: Path, operation: int) -> int | None | bool:
+    """The folder's lock taken without waiting, shared (``fcntl.LOCK_SH``) or exclusive (``fcntl.LOCK_EX``):
+    its descriptor; None: the folder has no lock file (or it cannot be opened); False: a run holds it."""
     try:
         fd = os.open(folder / "lock", os.O_RDONLY)
     except OSError:
         return None
     try:
-        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
-    except OSError:
-        os.close(fd)
-        return None
-    return fd
-
-
-def _exclusive_lock(folder: Path) -> int | None | bool:
-    """The folder's lock taken exclusively (its descriptor; None: the folder has no lock file), or False when
-    a run holds it."""
-    try:
-        fd = os.open(folder / "lock", os.O_RDONLY)
-    except OSError:
-        return None
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        fcntl.flock(fd, operation | fcntl.LOCK_NB)
     except OSError:
         os.close(fd)
         return False
