@@ -9,7 +9,9 @@ text (which must occur exactly once in its file) replaced by the broken text and
 (they must fail). Each run is ``python -m pytest -q -x -p no:cacheprovider NODEIDS`` in the copy, with
 ``PYTHONPATH`` set to it, by this interpreter, one at a time. A skipped test counts as neither pass nor fail
 (``tests/conftest.py`` skips what needs ``../shared/senet-release``: the copy sits in a scratch folder with
-``shared`` linked beside it, as the repository sits beside /work/shared). Prints a markdown table.
+``shared`` linked beside it, as the repository sits beside /work/shared). The device-check entry's test copies
+git's tracked files, so that copy is made a git repository of its own files (``git init; git add -A``, before
+the break). Prints a markdown table.
 """
 from __future__ import annotations
 
@@ -34,6 +36,7 @@ class Break:
     old: str
     new: str
     tests: tuple[str, ...]
+    git: bool = False   # the test copies git's tracked files: the copy is made a repository of exactly its files
 
 
 V, T = "senet_zoo/validation/", "tests/"
@@ -51,11 +54,13 @@ BREAKS = [
           (T + "test_validation_cache_hostile.py::test_a_reused_cache_keeps_a_bad_image_bad_under_skip_bad_images",)),
     Break("tar index stamp without mtime", V + "sources/tar/index.py",
           '"mtime_ns": st.st_mtime_ns,\n             "ino"', '\n             "ino"',
-          (T + "test_validation_archives.py::test_a_tar_rewritten_with_the_same_size_and_mtime_is_read_again",)),
+          (T + "test_validation_archives.py::test_a_tar_rewritten_with_the_same_size_and_mtime_is_read_again",
+           T + "test_validation_archives.py::test_a_rewrite_with_another_mtime_is_told_where_ctime_does_not_move")),
     Break("tar index stamp of size and mtime only (same-size rewrite)", V + "sources/tar/index.py",
           '"mtime_ns": st.st_mtime_ns,\n             "ino": st.st_ino, "ctime_ns": st.st_ctime_ns}',
           '"mtime_ns": st.st_mtime_ns}',
-          (T + "test_validation_archives.py::test_a_tar_rewritten_with_the_same_size_and_mtime_is_read_again",)),
+          (T + "test_validation_archives.py::test_a_tar_rewritten_with_the_same_size_and_mtime_is_read_again",
+           T + "test_validation_archives.py::test_a_same_size_rewrite_that_the_header_sample_misses_is_told_by_the_stamp")),
     Break("--limit takes the largest hashes", V + "data.py",
           "key=lambda n: (key[n], n))[:limit])", "key=lambda n: (key[n], n))[-limit:])",
           (T + "test_validation_data.py::test_limit_is_the_smallest_sha256_of_the_names_in_name_order_in_every_form",)),
@@ -98,7 +103,7 @@ BREAKS = [
           (T + "test_validation_run.py::test_verdict_edges",)),
     Break("cudnn.deterministic not set", V + "numerics.py",
           "torch.backends.cudnn.deterministic = exact\n", "\n",
-          (T + "test_validation_numerics.py::test_exact_mode_leaves_torch_deterministic_without_tf32_or_autotuning",)),
+          (T + "test_validation_numerics.py::test_exact_mode_leaves_cudnn_deterministic_and_mixed_precision_lets_it_choose",)),
     # --- bounds
     Break("progressive JPEG (SOF2) header not read", "senet_zoo/images/image_size.py",
           "0xC1, 0xC2, 0xC3,", "0xC1, 0xC3,",
@@ -114,6 +119,9 @@ BREAKS = [
           'return hashlib.sha256("\\n".join(self.names).encode("utf-8")).hexdigest()',
           'return hashlib.sha256("".join(n + "\\n" for n in self.names).encode("utf-8")).hexdigest()',
           (T + "test_validation_data.py::test_file_list_hash_is_the_documented_one",)),
+    Break("device check: validate given an option it does not have (error cells)", "benchmarks/gpu_validate.py",
+          'cmd += ["--img-size", str(self.img)]', 'cmd += ["--image-size", str(self.img)]',
+          (T + "test_gpu_script.py::test_no_step_failed_and_the_first_rows_all_finished",), git=True),
 ]
 
 
@@ -165,6 +173,9 @@ def run_tests(tree: Path, tests: tuple[str, ...]) -> tuple[str, float, str]:
 
 def planted(entry: Break, work: Path) -> dict:
     tree = copy_tree(work)
+    if entry.git:
+        subprocess.run(["git", "init", "-q"], cwd=tree, check=True)
+        subprocess.run(["git", "add", "-A"], cwd=tree, check=True)
     unbroken = run_tests(tree, entry.tests)
     path = tree / entry.file
     text = path.read_text()
