@@ -158,6 +158,9 @@ def run_tests(tree: Path, tests: tuple[str, ...]) -> tuple[str, float, str]:
                           cwd=tree, env=env_for(tree), capture_output=True, text=True)
     seconds = time.monotonic() - start
     lines = [line for line in proc.stdout.splitlines() if line.strip()]
+    for line in lines:  # what failed, and how (an assertion, not an import or syntax error), for the log
+        if line.startswith(("FAILED ", "ERROR ")):
+            print(f"  {tree.parent.name}: {line[:300]}", file=sys.stderr)
     summary = lines[-1].strip("= ") if lines else proc.stderr.strip()[-200:]
     counts = dict((k, int(n)) for n, k in re.findall(r"(\d+) (passed|failed|error|errors|skipped)", summary))
     if counts.get("failed") or counts.get("error") or counts.get("errors"):
@@ -218,6 +221,7 @@ def main(argv: list[str] | None = None) -> int:
     missed = 0
     for e in chosen:
         with tempfile.TemporaryDirectory(prefix="planted-") as tmp:
+            print(f"{e.behaviour}:", file=sys.stderr)
             result = planted(e, Path(tmp))
         missed += not (result["unbroken"][0] == "pass" and result["broken"][0] == "FAIL")
         print(row(e, result), flush=True)
