@@ -271,6 +271,55 @@ def test_a_tar_rewritten_with_the_same_size_and_mtime_is_read_again(tmp_path):
     assert got == expected == first   # the same files, each read where it now is
 
 
+# 100 members of one block each: the headers compared before a kept index is used are the first, the last and
+# those at i * 99 // 24 (..., 45, 49, 53, ...) besides the random ones, turned off below; member 50 is none of them
+BETWEEN_SAMPLES = 50
+
+
+def _renamed_between_samples(tmp_path: Path, monkeypatch) -> tuple[Path, Path, list[str]]:
+    """(a tar of 100 members whose index is kept, the same tar with member 50 renamed at the same size, its
+    names), with the header sample's random picks turned off: the sample alone cannot see the rename."""
+    from senet_zoo.validation.sources.tar import index as tar_index
+
+    monkeypatch.setattr(tar_index, "RANDOM", 0)
+    names = [f"{i:03d}.JPEG" for i in range(100)]
+    tar = _tree_tar(tmp_path / "val.tar", names)
+    read_source(tar, tmp_path / "index")
+    renamed = names[:BETWEEN_SAMPLES] + ["zzz.JPEG"] + names[BETWEEN_SAMPLES + 1:]
+    return tar, _tree_tar(tmp_path / "new.tar", renamed), renamed
+
+
+@needs_gnu_tar
+def test_a_same_size_rewrite_that_the_header_sample_misses_is_told_by_the_stamp(tmp_path, monkeypatch):
+    """``cp -p``: the same size and mtime, one header changed between the sampled ones. The stamp's ctime
+    tells: the tar is read as tar -x lays it out, the headers walked again without a note."""
+    tar, new, renamed = _renamed_between_samples(tmp_path, monkeypatch)
+    _same_size_rewrite(tar, new)
+    got, notes = read_source(tar, tmp_path / "index")
+    assert got == extracted(tar, tmp_path / "out") and sorted(got) == [f"{W1}/{n}" for n in sorted(renamed)]
+    assert notes == []
+
+
+@needs_gnu_tar
+def test_a_rewrite_with_another_mtime_is_told_where_ctime_does_not_move(tmp_path, monkeypatch):
+    """Rewritten in place at the same size, with a later mtime, where ctime does not move on a write (Windows'
+    st_ctime is the creation time; some FUSE and network mounts): the kept index is given the tar's inode and
+    ctime, so only the mtime can tell, and the changed header lies between the sampled ones."""
+    tar, new, renamed = _renamed_between_samples(tmp_path, monkeypatch)
+    st = tar.stat()
+    shutil.copyfile(new, tar)
+    os.utime(tar, ns=(st.st_atime_ns, st.st_mtime_ns + 2_000_000_000))
+    index = next((tmp_path / "index").glob("val.tar.*.json"))
+    kept = json.loads(index.read_text())
+    now = tar.stat()
+    assert kept["size"] == now.st_size and kept["mtime_ns"] != now.st_mtime_ns
+    kept.update(ino=now.st_ino, ctime_ns=now.st_ctime_ns)
+    index.write_text(json.dumps(kept))
+    got, notes = read_source(tar, tmp_path / "index")
+    assert got == extracted(tar, tmp_path / "out") and sorted(got) == [f"{W1}/{n}" for n in sorted(renamed)]
+    assert notes == []
+
+
 def test_a_kept_index_that_no_longer_matches_its_archive_is_rebuilt(tmp_path, monkeypatch):
     # a stamp that cannot tell (a copied index, a filesystem without ctime): the header sample must
     names = [f"{i:03d}.JPEG" for i in range(60)]
