@@ -328,3 +328,37 @@ def test_both_files_come_from_one_commit_when_the_branch_moves_in_between(pinned
         assert (got / "model.safetensors").read_bytes() == (folder / "model.safetensors").read_bytes()
     finally:
         hub.repos[REPO_ID].branches["main"] = sha
+
+
+def test_the_pinned_sha256_applies_to_the_pinned_repository_and_commit_only(pinned, tmp_path, monkeypatch):
+    """Other weights (seed 1) at a newer commit of the pinned repository, and at a commit of a mirror that
+    a registry pins for the pinned repository: each is checked against the Hub's own sha256 of the file, not
+    against the registry's sha256 of the pinned weights."""
+    import hashlib
+
+    from senet_zoo.weights.download import fetch_weights
+    from support.hub_client import upload
+    from support.hub_fixtures import converted_folder
+
+    hub, sha, folder = pinned
+    other = converted_folder(tmp_path / "other" / "se_resnet50", seed=1)
+    other_sha256 = hashlib.sha256((other / "model.safetensors").read_bytes()).hexdigest()
+    newer = upload(hub, REPO_ID, other)
+    try:
+        lines = []
+        got = fetch_weights("se_resnet50", newer, log=lines.append)
+        assert got.name == newer and lines == [
+            f"{REPO_ID}@{newer}: not the revision pinned in checkpoints.yaml; checked against the Hub's sha256 only",
+            f"{REPO_ID}@{newer}: model.safetensors sha256 {other_sha256} verified"]
+    finally:
+        hub.repos[REPO_ID].branches["main"] = sha
+    mirrored = upload(hub, "my-org/mirror", other)
+    doc = yaml.safe_load((REPO / "checkpoints.yaml").read_text())
+    doc["models"]["se_resnet50"]["hub"] = {"repo_id": REPO_ID, "revision": mirrored,
+                                           "sha256": hashlib.sha256((folder / "model.safetensors").read_bytes())
+                                           .hexdigest()}
+    registry = tmp_path / "checkpoints.yaml"
+    registry.write_text(yaml.safe_dump(doc))
+    monkeypatch.setenv("SENET_ZOO_REGISTRY", str(registry))
+    got = fetch_weights("se_resnet50", mirrored, repo_id="my-org/mirror")
+    assert (got / "model.safetensors").read_bytes() == (other / "model.safetensors").read_bytes()
