@@ -70,7 +70,8 @@ def test_a_corrupted_cached_config_is_fetched_again_online_and_refused_offline(p
     monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
     with pytest.raises(SenetZooError, match="offline mode is on") as e:
         fetch_weights("se_resnet50")
-    assert "\n" not in str(e.value)
+    assert "\n" not in str(e.value) and str(e.value).startswith(f"{got / 'config.json'}: ")
+    assert str(e.value).endswith(" (offline mode is on: delete it and download again online)")
     monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
     lines = []
     assert fetch_weights("se_resnet50", log=lines.append) == got
@@ -322,9 +323,10 @@ def test_both_files_come_from_one_commit_when_the_branch_moves_in_between(pinned
 
     monkeypatch.setattr(huggingface_hub, "hf_hub_download", download_then_move_main)
     try:
-        got = fetch_weights("se_resnet50", "main")
+        lines = []
+        got = fetch_weights("se_resnet50", "main", log=lines.append)
         assert moved and hub.repos[REPO_ID].branches["main"] == moved[0] != sha
-        assert got.name == sha
+        assert got.name == sha and len(lines) == 1 and lines[0].endswith(" verified"), lines  # not fetched twice
         assert (got / "model.safetensors").read_bytes() == (folder / "model.safetensors").read_bytes()
     finally:
         hub.repos[REPO_ID].branches["main"] = sha
@@ -350,6 +352,16 @@ def test_the_pinned_sha256_applies_to_the_pinned_repository_and_commit_only(pinn
         assert got.name == newer and lines == [
             f"{REPO_ID}@{newer}: not the revision pinned in checkpoints.yaml; checked against the Hub's sha256 only",
             f"{REPO_ID}@{newer}: model.safetensors sha256 {other_sha256} verified"]
+        # the cached file is not a link to a blob named by its sha256 (replaced by a copy): nothing to check
+        # it against, and said so
+        link = got / "model.safetensors"
+        data = link.read_bytes()
+        link.unlink()
+        link.write_bytes(data)
+        with pytest.raises(SenetZooError) as e:
+            fetch_weights("se_resnet50", newer)
+        assert str(e.value) == (f"{link}: cannot verify: not the pinned revision and the cache gives no sha256 "
+                                "(pass the expected sha256)")
     finally:
         hub.repos[REPO_ID].branches["main"] = sha
     mirrored = upload(hub, "my-org/mirror", other)
