@@ -200,6 +200,19 @@ def test_a_corrupted_cached_file_that_cannot_be_fetched_again_leaves_the_cache(p
     with pytest.raises(SenetZooError, match=r"@[0-9a-f]{40}: model.safetensors: download failed"):
         fetch_weights("se_resnet50")
     assert not link.exists() and not link.is_symlink() and not blob.exists()
+    # the same of a corrupted config.json (the weights fetched again first, from the Hub)
+    monkeypatch.setattr(constants, "ENDPOINT", hub.url)
+    monkeypatch.setattr(constants, "HUGGINGFACE_CO_URL_TEMPLATE", hub.url + "/{repo_id}/resolve/{revision}/{filename}")
+    got = fetch_weights("se_resnet50")
+    config = got / "config.json"
+    config_blob = config.resolve()
+    config_blob.write_text("{}")
+    monkeypatch.setattr(constants, "ENDPOINT", "http://127.0.0.1:9")
+    monkeypatch.setattr(constants, "HUGGINGFACE_CO_URL_TEMPLATE",
+                        "http://127.0.0.1:9/{repo_id}/resolve/{revision}/{filename}")
+    with pytest.raises(SenetZooError, match=r"@[0-9a-f]{40}: config.json: download failed"):
+        fetch_weights("se_resnet50")
+    assert not config.exists() and not config.is_symlink() and not config_blob.exists()
 
 
 def _dead_client_defaults(monkeypatch, cache):
@@ -328,6 +341,10 @@ def test_both_files_come_from_one_commit_when_the_branch_moves_in_between(pinned
         assert moved and hub.repos[REPO_ID].branches["main"] == moved[0] != sha
         assert got.name == sha and len(lines) == 1 and lines[0].endswith(" verified"), lines  # not fetched twice
         assert (got / "model.safetensors").read_bytes() == (folder / "model.safetensors").read_bytes()
+        # main has moved on: a corrupted config.json of the pinned commit is fetched again at that commit
+        (got / "config.json").resolve().write_text("{}")
+        assert fetch_weights("se_resnet50") == got
+        assert (got / "config.json").read_bytes() == (folder / "config.json").read_bytes()
     finally:
         hub.repos[REPO_ID].branches["main"] = sha
 
