@@ -107,15 +107,32 @@ def test_set_numerics_writes_both_apis_and_reads_every_setting_back(monkeypatch)
 def test_an_older_torch_has_only_the_legacy_flags(monkeypatch):
     from senet_zoo.validation import numerics
 
+    from types import SimpleNamespace
+
+    legacy = {"cuda.matmul.allow_tf32": False, "cudnn.allow_tf32": False, "float32_matmul_precision": "highest",
+              "cudnn.deterministic": True, "cudnn.benchmark": False}
     fake = _fake_torch(new_api=False)
-    object.__setattr__(fake.backends.mkldnn.conv, "fp32_precision", None)  # not a setting this torch has
-    fake.backends.mkldnn.matmul = None
+    fake.backends.mkldnn = SimpleNamespace()  # no oneDNN matmul/conv settings at all
     monkeypatch.setattr(numerics, "torch", fake)
     assert numerics._new_api_objects() == {}
     numerics.set_numerics("fp32")
-    assert numerics.read_flags() == {
-        "cuda.matmul.allow_tf32": False, "cudnn.allow_tf32": False, "float32_matmul_precision": "highest",
-        "cudnn.deterministic": True, "cudnn.benchmark": False}
+    assert numerics.read_flags() == legacy
+    del fake.backends.mkldnn  # a build without oneDNN
+    assert numerics.read_flags() == legacy
+    fake.backends.mkldnn = SimpleNamespace(matmul=None, conv=_Backend(fp32_precision=None))
+    assert numerics.read_flags() == legacy
+
+
+def test_the_newer_api_objects_are_those_this_torch_has(monkeypatch):
+    from senet_zoo.validation import numerics
+
+    fake = _fake_torch()
+    b = fake.backends
+    object.__delattr__(b.cudnn, "rnn")
+    monkeypatch.setattr(numerics, "torch", fake)
+    assert numerics._new_api_objects() == {"cuda.matmul": b.cuda.matmul, "cudnn": b.cudnn, "cudnn.conv": b.cudnn.conv}
+    object.__delattr__(b.cudnn, "conv")
+    assert numerics._new_api_objects() == {"cuda.matmul": b.cuda.matmul, "cudnn": b.cudnn}
 
 
 def test_read_flags_reports_a_setting_torch_refuses_to_read_and_skips_one_it_lacks(monkeypatch):
@@ -154,9 +171,18 @@ def test_set_numerics_refuses_in_one_line_what_torch_will_not_take_or_report(mon
                   fp32_precision="tf32"), "bf16",
          "torch cannot report its precision settings after senet-zoo set them for bf16: cudnn.allow_tf32 "
          "unreadable (the legacy and new TF32 APIs were mixed); set them through one API only"),
+        ("both", "fp32",
+         "torch cannot report its precision settings after senet-zoo set them for fp32: cuda.matmul.allow_tf32, "
+         "cudnn.allow_tf32 unreadable (the legacy and new TF32 APIs were mixed); set them through one API only"),
     ]
     for cudnn, mode, expected in cases:
-        monkeypatch.setattr(numerics, "torch", _fake_torch(cudnn=cudnn))
+        if cudnn == "both":
+            fake = _fake_torch(matmul=_Backend(unreadable={"allow_tf32"}, allow_tf32=True, fp32_precision="tf32"),
+                               cudnn=_Backend(unreadable={"allow_tf32"}, allow_tf32=True, deterministic=False,
+                                              benchmark=True, fp32_precision="tf32"))
+        else:
+            fake = _fake_torch(cudnn=cudnn)
+        monkeypatch.setattr(numerics, "torch", fake)
         with pytest.raises(SenetZooError) as e:
             numerics.set_numerics(mode)
         assert str(e.value) == expected
