@@ -8,6 +8,8 @@ import os
 import subprocess
 import sys
 
+import pytest
+
 from conftest import REPO
 
 CHILD = r"""
@@ -152,8 +154,6 @@ def test_read_flags_reports_a_setting_torch_refuses_to_read_and_skips_one_it_lac
 
 
 def test_set_numerics_refuses_in_one_line_what_torch_will_not_take_or_report(monkeypatch):
-    import pytest
-
     from senet_zoo.errors import SenetZooError
     from senet_zoo.validation import numerics
 
@@ -213,8 +213,6 @@ def test_not_fp32_names_every_setting_below_float32_or_unreported():
 
 
 def test_require_exact_names_the_settings_and_when_they_were_read():
-    import pytest
-
     from senet_zoo.errors import SenetZooError
     from senet_zoo.validation.numerics import require_exact
 
@@ -241,7 +239,7 @@ class _Clock:
 
 def test_conv_probe_runs_the_documented_convolution_and_measures_float32(monkeypatch):
     """One repetition: a float64 reference of a 3x3, 256 -> 256 convolution of 2x256x14x14 seeded inputs
-    (the first values are those of torch's CPU generator seeded with 0), weights scaled by 1/sqrt(2,304) so
+    (the first values of both are those of torch's CPU generator seeded with 0, drawn in that order), weights scaled by 1/sqrt(2,304) so
     that an output has unit variance, then the same convolution in float32; its relative error is float32's
     (about 1e-7 to 1e-6), not float64's (1e-16) nor bf16's."""
     import torch
@@ -256,7 +254,7 @@ def test_conv_probe_runs_the_documented_convolution_and_measures_float32(monkeyp
                       x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous(),
                       torch.is_autocast_enabled("cpu")))
         if len(calls) == 1:
-            calls.append((x.flatten()[:3].tolist(), float(w.std())))
+            calls.append((x.flatten()[:3].tolist(), (w.flatten()[:3] * 48).tolist(), float(w.std())))
         return real(x, w, **kw)
 
     monkeypatch.setattr(torch.nn.functional, "conv2d", recording)
@@ -267,8 +265,9 @@ def test_conv_probe_runs_the_documented_convolution_and_measures_float32(monkeyp
     assert probe == {"repetitions": 1, "shape": "conv2d 3x3, 2x256x14x14 -> 256 channels, vs float64 on the CPU",
                      "measure": "max |y - y64| / max |y64|"}
     assert 1e-8 < err < 1e-5, err
-    first, w_std = calls.pop(1)
+    first, w_first, w_std = calls.pop(1)
     assert first == [-2.310411800234176, -0.3732508612577643, -1.0608166785462863]
+    assert w_first == pytest.approx([1.5192239200402162, 1.329894707634763, 0.020684007942072077], rel=1e-12)
     assert abs(w_std * 48 - 1) < 0.005, w_std
     assert calls == [((2, 256, 14, 14), torch.float64, (256, 256, 3, 3), torch.float64, {"padding": 1}, False, False),
                      ((2, 256, 14, 14), torch.float32, (256, 256, 3, 3), torch.float32, {"padding": 1}, False, False)]
