@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import numpy as np
@@ -429,3 +430,34 @@ def test_eval_set_messages_and_fields_are_exact(flat, tmp_path):
         data.load_eval_set(pq_file, full)
     assert str(e.value) == (f"{full}: --labels applies to a flat image folder or tar; {carried.label_source} "
                             "label these images")
+
+
+def test_member_and_label_hashes_are_the_documented_ones(flat, tmp_path):
+    """What a record binds to, against sha256sum of hand-written lines: a folder's '<name>\\t<size>' lines,
+    a parquet set's '<file>:<row group>:<row>\\t<name as stored>' lines (rows in reverse order here), and the
+    labels as little-endian int64. Literals: `for i in $(seq 1 60); do printf 'ILSVRC2012_val_%08d.JPEG\\t1' $i;
+    [ $i -lt 60 ] && printf '\\n'; done | sha256sum`; `printf 'validation-00000-of-00001.parquet:0:2\\t
+    ILSVRC2012_val_00000001_n01751748.JPEG\\n...:0:1\\t..._00000002_n09193705.JPEG\\n...:0:0\\t
+    ..._00000003_n02105855.JPEG' | sha256sum`; `printf '\\0\\0\\0\\0\\0\\0\\0\\0\\xe7\\x03\\0\\0\\0\\0\\0\\0' | sha256sum`."""
+    assert data.load_eval_set(flat).member_list_sha256() == \
+        "99e2513d89b31766b8796f4dc54bb75b69361dc07c08148dd36d595231c9450b"
+    names = [hub_name(i) for i in (3, 2, 1)]
+    pq_file = write_parquet(tmp_path / "validation-00000-of-00001.parquet", names,
+                            [REF[val_name(i)] for i in (3, 2, 1)])
+    assert data.load_eval_set(pq_file).member_list_sha256() == \
+        "9dee0729688306e479774372ee0e09fda1180a51ea3b855a3fea2a5048092096"
+    tree = tmp_path / "tree"
+    for wnid in ("n15075141", "n01440764"):  # the last and the first class: labels 999 and 0
+        (tree / wnid).mkdir(parents=True)
+        (tree / wnid / "a.JPEG").write_bytes(b"x")
+    s = data.load_eval_set(tree)
+    assert s.labels.tolist() == [0, 999] and len(s) == 2
+    assert s.labels_sha256() == "7d6e968fa9ea143bcb200d2297e2595b462118931d3914316282727910b5a93e"
+    # a file name that is not UTF-8 (Linux gives its bytes back as surrogate escapes): hashed as those bytes,
+    # `printf 'n01440764/\xff.JPEG\t1' | sha256sum`
+    odd = tmp_path / "odd"
+    (odd / "n01440764").mkdir(parents=True)
+    with open(os.path.join(os.fsencode(odd / "n01440764"), b"\xff.JPEG"), "wb") as f:
+        f.write(b"x")
+    assert data.load_eval_set(odd).member_list_sha256() == \
+        "ab3ddb856f51141511fd08276b5985d40680f9a696d179b47ef02d50bacdd894"
