@@ -8,7 +8,12 @@ import re
 import sys
 from pathlib import Path
 
+import pytest
+
 REPO = Path(__file__).resolve().parents[1]
+
+if REPO.name == "mutants":  # mutmut's copy of the tree: each package file holds its mutants beside the original
+    pytest.skip("the package files are mutmut's rewritten copies here", allow_module_level=True)
 
 
 def _campaign():

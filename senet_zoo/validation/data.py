@@ -17,7 +17,6 @@ Two layouts (of folders and tars; WebDataset and parquet sets carry their labels
 from __future__ import annotations
 
 import hashlib
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -54,9 +53,6 @@ class EvalSet:
 
     def __len__(self) -> int:
         return len(self.names)
-
-    def path(self, i: int) -> str:
-        return os.path.join(self.root, self.names[i])
 
     def file_list_sha256(self) -> str:
         return hashlib.sha256("\n".join(self.names).encode("utf-8")).hexdigest()
