@@ -3,6 +3,7 @@ pinned revision, the user agent carries our version, and a corrupted cached ``co
 again online (refused offline), as a corrupted ``model.safetensors`` already is."""
 from __future__ import annotations
 
+import re
 import shutil
 
 import pytest
@@ -198,8 +199,10 @@ def test_a_corrupted_cached_file_that_cannot_be_fetched_again_leaves_the_cache(p
                         "http://127.0.0.1:9/{repo_id}/resolve/{revision}/{filename}")
     monkeypatch.setattr(time, "sleep", lambda s: None)  # the client's five retries of a refused connection
     # after the reason, the client's own (here: its forced download failed), never "None"
-    with pytest.raises(SenetZooError, match=r"@[0-9a-f]{40}: model.safetensors: download failed \((?!None\)).+\)$"):
+    with pytest.raises(SenetZooError, match=r"@[0-9a-f]{40}: model.safetensors: download failed \((?!None\)).+\)$") as e:
         fetch_weights("se_resnet50")
+    # and the error the client's "failed due to the above error" points at: here the refused connection
+    assert re.search(r"above error\.? \w+Error: .*[Cc]onnect", str(e.value)), str(e.value)
     assert not link.exists() and not link.is_symlink() and not blob.exists()
     # the same of a corrupted config.json (the weights fetched again first, from the Hub)
     monkeypatch.setattr(constants, "ENDPOINT", hub.url)

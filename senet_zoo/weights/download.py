@@ -59,11 +59,18 @@ def _download(repo_id: str, filename: str, revision: str, endpoint: str | None, 
     except EntryNotFoundError as e:
         raise SenetZooError(where, f"{filename} is not in this revision ({one_line(e)})") from None
     except (HfHubHTTPError, OSError, ValueError) as e:
-        raise SenetZooError(where, f"{filename}: download failed ({one_line(e)})") from None
+        raise SenetZooError(where, f"{filename}: download failed ({_reason(e)})") from None
     if not path.is_file():  # a damaged cache: the blob the snapshot points to is a folder (or not a file)
         raise SenetZooError(path, "the Hub cache holds something other than a file here: remove it from the "
                             "cache and download again")
     return path
+
+
+def _reason(e: BaseException) -> str:
+    """The client's message and the error it was raised from: a failed forced download says only "Force
+    download failed due to the above error", and a one-line refusal has no "above"."""
+    cause = e.__cause__ or (None if e.__suppress_context__ else e.__context__)
+    return one_line(e) if cause is None else f"{one_line(e)} {type(cause).__name__}: {one_line(cause)}"
 
 
 def hub_file(repo_id: str, filename: str, revision: str | None = None, *, endpoint: str | None = None,
