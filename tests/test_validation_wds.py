@@ -194,8 +194,9 @@ def test_a_long_bad_json_filename_is_shown_to_60_characters(tmp_path):
 
 def test_a_validation_stem_key_names_its_jpeg_whatever_the_folder(tmp_path):
     # timm/imagenet-1k-wds keys its validation images by stem; the original file is STEM.JPEG
-    shard = _shard(tmp_path / "s.tar", {"val/ILSVRC2012_val_00000002.jpg": b"V", "val/ILSVRC2012_val_00000002.cls": b"9",
-                                        "val/ILSVRC2012_val_0000001.jpg": b"W", "val/ILSVRC2012_val_0000001.cls": b"8"})
+    stem, short = "val/ILSVRC2012_val_00000002", "val/ILSVRC2012_val_0000001"   # 8 digits, and 7
+    shard = _shard(tmp_path / "s.tar", {f"{stem}.jpg": b"V", f"{stem}.cls": b"9", f"{short}.jpg": b"W",
+                                        f"{short}.cls": b"8"})
     got, labels = _read(shard, tmp_path / "index")
     assert got == {"ILSVRC2012_val_00000002.JPEG": b"V", "val/ILSVRC2012_val_0000001.jpg": b"W"}
     assert labels == {"ILSVRC2012_val_00000002.JPEG": 9, "val/ILSVRC2012_val_0000001.jpg": 8}
