@@ -200,3 +200,14 @@ def test_a_validation_stem_key_names_its_jpeg_whatever_the_folder(tmp_path):
     got, labels = _read(shard, tmp_path / "index")
     assert got == {"ILSVRC2012_val_00000002.JPEG": b"V", "val/ILSVRC2012_val_0000001.jpg": b"W"}
     assert labels == {"ILSVRC2012_val_00000002.JPEG": 9, "val/ILSVRC2012_val_0000001.jpg": 8}
+
+
+def test_a_json_member_over_one_mebibyte_is_refused(tmp_path):
+    meta = json.dumps({"filename": "x.JPEG", "pad": " " * (1 << 20)}).encode()
+    shard = _shard(tmp_path / "s.tar", {"k.jpg": b"K", "k.cls": b"3", "k.json": meta})
+    assert _refusal(shard, tmp_path / "index") == (f"{shard}: member k.json: {len(meta):,} bytes, more than the "
+                                                   "1,048,576 of a sample's metadata")
+    fits = json.dumps({"filename": "x.JPEG", "pad": ""}).encode()
+    fits = fits[:-1] + b" " * ((1 << 20) - len(fits)) + b"}"                    # exactly 1 MiB
+    assert _read(_shard(tmp_path / "t.tar", {"k.jpg": b"K", "k.cls": b"3", "k.json": fits}), tmp_path / "index")[1] \
+        == {"x.JPEG": 3}
