@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import io
 import json
+import shutil
+import subprocess
 import tarfile
 from pathlib import Path
 
@@ -49,9 +51,19 @@ def test_a_range_of_one_number_and_the_exact_bound_are_allowed():
     assert wds.shard_count("s-{0..99999}.tar") == 100_000      # MAX_SHARDS itself is allowed
     assert wds.shard_count("s-{1..100}-{1..1000}.tar") == 100_000
     assert list(wds.expand_braces("plain.tar")) == ["plain.tar"]
-    # braceexpand pads only a range written with a leading zero
-    assert list(wds.expand_braces("s-{9..11}")) == ["s-9", "s-10", "s-11"]
-    assert list(wds.expand_braces("s-{0..2}")) == ["s-0", "s-1", "s-2"]
+
+
+BASH = shutil.which("bash")
+
+
+@pytest.mark.skipif(BASH is None, reason="bash is the reference for brace expansion")
+@pytest.mark.parametrize("pattern", ["s-{9..11}", "s-{0..10}", "s-{00..03}", "s-{1..010}", "s-{01..100}",
+                                     "s-{9..011}", "s-{08..10}-{0..1}", "s-{007..9}"])
+def test_brace_ranges_expand_and_pad_as_bash_does(pattern):
+    # webdataset expands shard patterns with braceexpand, which follows bash: padded to the longer bound when
+    # either bound has a leading zero ("0" alone is no leading zero)
+    expected = subprocess.run([BASH, "-c", f"echo {pattern}"], capture_output=True, text=True, check=True).stdout.split()
+    assert list(wds.expand_braces(pattern)) == expected
 
 
 @pytest.mark.parametrize("pattern, shown", [
