@@ -62,7 +62,8 @@ BASH = shutil.which("bash")
 def test_brace_ranges_expand_and_pad_as_bash_does(pattern):
     # webdataset expands shard patterns with braceexpand, which follows bash: padded to the longer bound when
     # either bound has a leading zero ("0" alone is no leading zero)
-    expected = subprocess.run([BASH, "-c", f"echo {pattern}"], capture_output=True, text=True, check=True).stdout.split()
+    echo = subprocess.run([BASH, "-c", f"echo {pattern}"], capture_output=True, text=True, check=True)
+    expected = echo.stdout.split()
     assert list(wds.expand_braces(pattern)) == expected
 
 
