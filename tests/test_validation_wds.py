@@ -97,10 +97,30 @@ def test_upper_case_extensions_are_webdataset_fields_all_the_same(tmp_path):
 
 
 def test_a_sample_without_image_or_label_is_not_an_image(tmp_path):
-    shard = _shard(tmp_path / "s.tar", {"a.jpg": b"A", "a.cls": b"1", "b.txt": b"notes", "c.json": b"{}"},
+    shard = _shard(tmp_path / "s.tar", {"a.jpg": b"A", "a.cls": b"1", "a.txt": b"t", "a.v2.txt": b"u",
+                                        "b.txt": b"notes", "c.json": b"{}"},
                    links={"d.txt": "b.txt", "nodot": "a.jpg"})
     got, labels = _read(shard, tmp_path / "index")
     assert got == {"a.jpg": b"A"} and labels == {"a.jpg": 1}
+
+
+def test_members_webdataset_skips_do_not_end_the_shard(tmp_path):
+    # in archive order: a link, a name without a dot, a __...__ member and a sample of no image, then samples
+    path = tmp_path / "s.tar"
+    with tarfile.open(path, "w") as tf:
+        for name, payload, link in [("notes.txt", None, "x"), ("README", b"r", ""), ("__meta__/x.cls", b"1", ""),
+                                    ("0.txt", b"t", ""), ("a.jpg", b"A", ""), ("a.cls", b"1", ""),
+                                    ("b.v2.x.jpg", b"B", ""), ("b.cls", b"2", "")]:
+            ti = tarfile.TarInfo(name)
+            ti.mtime = 1_500_000_000
+            if link:
+                ti.type, ti.linkname = tarfile.SYMTYPE, link
+            else:
+                ti.size = len(payload)
+            tf.addfile(ti, io.BytesIO(payload) if payload is not None else None)
+    got, labels = _read(path, tmp_path / "index")
+    # "b.v2.x.jpg": key "b", field "v2.x.jpg", an image by its last extension
+    assert got == {"a.jpg": b"A", "b.v2.x.jpg": b"B"} and labels == {"a.jpg": 1, "b.v2.x.jpg": 2}
 
 
 @pytest.mark.parametrize("members, links, message", [
@@ -166,6 +186,7 @@ def test_a_cls_member_of_64_bytes_is_read_and_one_of_65_refused(tmp_path):
     (b"X7X", "'X7X'"),
     (b"1000", "'1000'"),
     (b"-1", "'-1'"),
+    (b"\xff1", "'\ufffd1'"),                                       # not UTF-8: shown replaced
 ])
 def test_a_cls_member_that_is_no_class_index_is_refused(tmp_path, payload, shown):
     shard = _shard(tmp_path / "s.tar", {"a.jpg": b"A", "a.cls": payload})
@@ -208,11 +229,14 @@ def test_a_long_bad_json_filename_is_shown_to_60_characters(tmp_path):
 def test_a_validation_stem_key_names_its_jpeg_whatever_the_folder(tmp_path):
     # timm/imagenet-1k-wds keys its validation images by stem; the original file is STEM.JPEG
     stem, short = "val/ILSVRC2012_val_00000002", "val/ILSVRC2012_val_0000001"   # 8 digits, and 7
+    deep = "a/b/ILSVRC2012_val_00000004"
     shard = _shard(tmp_path / "s.tar", {f"{stem}.jpg": b"V", f"{stem}.cls": b"9", f"{short}.jpg": b"W",
-                                        f"{short}.cls": b"8"})
+                                        f"{short}.cls": b"8", f"{deep}.png": b"D", f"{deep}.cls": b"7"})
     got, labels = _read(shard, tmp_path / "index")
-    assert got == {"ILSVRC2012_val_00000002.JPEG": b"V", "val/ILSVRC2012_val_0000001.jpg": b"W"}
-    assert labels == {"ILSVRC2012_val_00000002.JPEG": 9, "val/ILSVRC2012_val_0000001.jpg": 8}
+    assert got == {"ILSVRC2012_val_00000002.JPEG": b"V", "ILSVRC2012_val_00000004.JPEG": b"D",
+                   "val/ILSVRC2012_val_0000001.jpg": b"W"}
+    assert labels == {"ILSVRC2012_val_00000002.JPEG": 9, "ILSVRC2012_val_00000004.JPEG": 7,
+                      "val/ILSVRC2012_val_0000001.jpg": 8}
 
 
 def test_a_json_member_over_one_mebibyte_is_refused(tmp_path):
