@@ -65,13 +65,15 @@ def test_an_index_is_kept_per_tar_and_used_while_the_tar_is_unchanged(tmp_path, 
     # two tars of the same name in two folders, one index folder; a name that is not UTF-8 too
     (tmp_path / "a").mkdir(), (tmp_path / "b").mkdir()
     tars = [_tar(tmp_path / "a" / "val.tar", ["x.JPEG", "y.JPEG"]), _tar(tmp_path / "b" / "val.tar", ["z.JPEG"]),
-            _tar(tmp_path / os.fsdecode(b"\xff.tar"), ["w.JPEG"])]
+            _tar(tmp_path / os.fsdecode(b"\xff.tar"), ["w.JPEG"]),
+            _tar(tmp_path / "zero.tar", ["v.JPEG", "u.JPEG"], size=0)]   # the last data ends where the archive does
     for _ in range(2):
         for t in tars:
             headers, notes = tar_index.tar_headers(t, tmp_path / "index")
             assert _got(headers) == _members(t) and notes == []
     assert walks == tars                       # each walked once, then read from its own index
     assert len(list((tmp_path / "index").glob("val.tar.*.json"))) == 2
+    assert [m[3] for m in _members(tars[3])] == [0, 0]
     # without an index folder: the default one
     os.environ["XDG_CACHE_HOME"] = str(tmp_path / "xdg")
     try:
@@ -176,10 +178,10 @@ def test_an_index_whose_stamp_is_not_this_tars_is_rebuilt(tmp_path, walks, field
     assert json.loads(_kept(tmp_path / "index").read_text()) == original and len(walks) == 2
 
 
-@pytest.mark.parametrize("changed", [0, 1, 29])
+@pytest.mark.parametrize("changed", [0, 1, 27, 29])
 def test_an_index_whose_stamp_cannot_tell_is_caught_by_the_headers_it_lists(tmp_path, walks, changed):
     """A stamp that matches (a copied index, a filesystem without ctime) over a rewritten tar: the first, the
-    last and the spread sample (i * 29 // 24 for i < 24 of 30 members: 1 is one of them) are compared."""
+    last and the spread sample (i * 29 // 24 for i < 24 of 30 members: 1 and 27 are among them) are compared."""
     names = [f"{i:03d}.JPEG" for i in range(30)]
     tar = _tar(tmp_path / "val.tar", names)
     tar_index.tar_headers(tar, tmp_path / "index")
