@@ -214,3 +214,17 @@ def test_an_end_of_archive_block_that_is_gone_is_noticed(tmp_path, walks):
     assert _got(headers) == _members(tar)
     assert notes == [f"val.tar: its kept index no longer matched the archive (no end-of-archive block at byte "
                      f"{len(raw) - BLOCK:,}); its headers were read again"]
+
+
+def test_a_tar_that_is_not_there_and_an_index_that_cannot_be_kept_are_told_in_one_line(tmp_path):
+    from senet_zoo.errors import SenetZooError
+
+    with pytest.raises(SenetZooError) as e:
+        tar_index.tar_headers(tmp_path / "missing.tar", tmp_path / "index")
+    assert str(e.value) == f"{tmp_path / 'missing.tar'}: cannot read it (No such file or directory)"
+    tar = _tar(tmp_path / "val.tar", ["a.JPEG"])
+    (tmp_path / "blocked").write_text("")
+    headers, notes = tar_index.tar_headers(tar, tmp_path / "blocked" / "tar-index")
+    assert _got(headers) == _members(tar)
+    assert notes == [f"tar index not kept ({tmp_path / 'blocked' / 'tar-index'}: cannot create the output folder: "
+                     "Not a directory); the next run reads the tar's headers again"]
