@@ -56,15 +56,17 @@ def _shown(count: int) -> str:
 
 
 def expand_braces(pattern: str) -> Iterator[str]:
-    """``val-{000000..000063}.tar`` -> the 64 names in order (zero padding kept); several ranges multiply out.
-    A generator: the caller can stop at the first missing shard."""
+    """``val-{000000..000063}.tar`` -> the 64 names in order; several ranges multiply out. Padded as bash (and
+    webdataset's ``braceexpand``) pad: when either bound has a leading zero, every name has the longer bound's
+    width (``{1..010}`` is ``001`` ... ``010``). A generator: the caller can stop at the first missing shard."""
     shard_count(pattern)
     m = BRACE.search(pattern)
     if m is None:
         yield pattern
         return
     lo, hi = m.group(1), m.group(2)
-    width = len(lo) if lo.startswith("0") else 0
+    padded = any(len(bound) > 1 and bound.startswith("0") for bound in (lo, hi))
+    width = max(len(lo), len(hi)) if padded else 0
     for n in range(int(lo), int(hi) + 1):
         yield from expand_braces(pattern[:m.start()] + str(n).zfill(width) + pattern[m.end():])
 
