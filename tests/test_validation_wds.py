@@ -187,6 +187,7 @@ def test_a_cls_member_of_64_bytes_is_read_and_one_of_65_refused(tmp_path):
     (b"1000", "'1000'"),
     (b"-1", "'-1'"),
     (b"\xff1", "'\ufffd1'"),                                       # not UTF-8: shown replaced
+    (b"7\x0c", "'7\\x0c'"),     # a form feed: only space, tab, CR and LF may surround the digits (refused, not guessed)
 ])
 def test_a_cls_member_that_is_no_class_index_is_refused(tmp_path, payload, shown):
     shard = _shard(tmp_path / "s.tar", {"a.jpg": b"A", "a.cls": payload})
