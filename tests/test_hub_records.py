@@ -79,6 +79,8 @@ def test_records_are_found_once_each_in_name_order(tmp_path):
         find_records(files=[runs / "notes.json"])
     with pytest.raises(SenetZooError, match="not a validation record"):
         find_records([runs / "notes.json"])          # a file named as a folder is named explicitly
+    (alone,) = find_records([runs / "c.json"])       # a file among the folders is read as a record
+    assert alone.path == runs / "c.json" and alone.model == "c.json"
     assert find_records([tmp_path / "missing"]) == [] and find_records() == []
 
 
