@@ -81,6 +81,7 @@ def test_records_are_found_once_each_in_name_order(tmp_path):
         find_records([runs / "notes.json"])          # a file named as a folder is named explicitly
     (alone,) = find_records([runs / "c.json"])       # a file among the folders is read as a record
     assert alone.path == runs / "c.json" and alone.model == "c.json"
+    assert [r.model for r in find_records([runs / "c.json", runs / "sub"])] == ["c.json", "sub/a.json"]
     assert find_records([tmp_path / "missing"]) == [] and find_records() == []
 
 
