@@ -52,6 +52,20 @@ def test_average_pooling_counts_padding_but_not_ceil_overhang(tmp_path, size, ke
     assert not np.allclose(excluded(torch.from_numpy(x)).numpy(), ref)
 
 
+def _batchnorm_then_scale(tmp_path, bn_blobs, eps, gamma, beta, x):
+    """(OpenCV's Caffe output, ours) of BatchNorm + Scale over x: ours is the fold into one BatchNorm2d."""
+    layers = [{"name": "bn", "type": "BatchNorm", "bottom": ["data"], "top": ["bn"],
+               "batch_norm_param": {"use_global_stats": True, "eps": eps}},
+              {"name": "sc", "type": "Scale", "bottom": ["bn"], "top": ["sc"], "scale_param": {"bias_term": True}}]
+    ref = run_caffe(tmp_path, x.shape, layers, {"bn": bn_blobs, "sc": [gamma, beta]}, x, "sc")
+    bn = torch.nn.BatchNorm2d(x.shape[1]).eval()
+    state = caffe_layers.fold_batchnorm([np.asarray(b, np.float32) for b in bn_blobs], eps,
+                                        [gamma.astype(np.float32), beta.astype(np.float32)])
+    bn.load_state_dict({k: torch.from_numpy(np.asarray(v)) for k, v in state.items()})
+    with torch.no_grad():
+        return ref, bn(torch.from_numpy(x)).numpy()
+
+
 @pytest.mark.parametrize("scale_factor,eps", [(37.5, 1e-5), (0.25, 1e-3), (0.0, 1e-5)])
 def test_batchnorm_scale_factor_and_eps(tmp_path, scale_factor, eps):
     rng = np.random.default_rng(2)
@@ -59,17 +73,8 @@ def test_batchnorm_scale_factor_and_eps(tmp_path, scale_factor, eps):
     mean, var = rng.normal(size=c), rng.uniform(0.2, 3, size=c)
     gamma, beta = rng.uniform(0.5, 1.5, size=c), rng.normal(size=c)
     bn_blobs = [mean * scale_factor, var * scale_factor, [scale_factor]]
-    layers = [{"name": "bn", "type": "BatchNorm", "bottom": ["data"], "top": ["bn"],
-               "batch_norm_param": {"use_global_stats": True, "eps": eps}},
-              {"name": "sc", "type": "Scale", "bottom": ["bn"], "top": ["sc"], "scale_param": {"bias_term": True}}]
     x = rng.normal(size=(2, c, 4, 4)).astype(np.float32)
-    ref = run_caffe(tmp_path, x.shape, layers, {"bn": bn_blobs, "sc": [gamma, beta]}, x, "sc")
-    bn = torch.nn.BatchNorm2d(c).eval()
-    state = caffe_layers.fold_batchnorm([np.asarray(b, np.float32) for b in bn_blobs], eps,
-                                        [gamma.astype(np.float32), beta.astype(np.float32)])
-    bn.load_state_dict({k: torch.from_numpy(np.asarray(v)) for k, v in state.items()})
-    with torch.no_grad():
-        ours = bn(torch.from_numpy(x)).numpy()
+    ref, ours = _batchnorm_then_scale(tmp_path, bn_blobs, eps, gamma, beta, x)
     np.testing.assert_allclose(ours, ref, rtol=1e-5, atol=1e-5)
     if scale_factor == 0:  # factor 0: statistics are zero, y = gamma * x / sqrt(eps) + beta
         np.testing.assert_allclose(ours, gamma[None, :, None, None] * x / np.sqrt(eps) + beta[None, :, None, None],
@@ -86,20 +91,11 @@ def test_batchnorm_scale_factor_zero_zeroes_stored_statistics(tmp_path):
     mean, var = caffe_layers.batchnorm_statistics([np.asarray(b, np.float32) for b in bn_blobs])
     np.testing.assert_array_equal(mean, np.zeros(c, np.float32))
     np.testing.assert_array_equal(var, np.zeros(c, np.float32))
-    layers = [{"name": "bn", "type": "BatchNorm", "bottom": ["data"], "top": ["bn"],
-               "batch_norm_param": {"use_global_stats": True, "eps": eps}},
-              {"name": "sc", "type": "Scale", "bottom": ["bn"], "top": ["sc"], "scale_param": {"bias_term": True}}]
     x = np.random.default_rng(5).normal(size=(2, c, 4, 4)).astype(np.float32)
-    ref = run_caffe(tmp_path, x.shape, layers, {"bn": bn_blobs, "sc": [gamma, beta]}, x, "sc")
+    ref, ours = _batchnorm_then_scale(tmp_path, bn_blobs, eps, gamma, beta, x)
     # the hand-written answer: statistics zero, so y = gamma * x / sqrt(eps) + beta
     hand = gamma[None, :, None, None] * x / np.sqrt(eps) + beta[None, :, None, None]
     np.testing.assert_allclose(ref, hand, rtol=1e-5, atol=1e-3)
-    bn = torch.nn.BatchNorm2d(c).eval()
-    state = caffe_layers.fold_batchnorm([np.asarray(b, np.float32) for b in bn_blobs], eps,
-                                        [gamma.astype(np.float32), beta.astype(np.float32)])
-    bn.load_state_dict({k: torch.from_numpy(np.asarray(v)) for k, v in state.items()})
-    with torch.no_grad():
-        ours = bn(torch.from_numpy(x)).numpy()
     np.testing.assert_allclose(ours, ref, rtol=1e-5, atol=1e-3)
 
 
