@@ -72,7 +72,15 @@ SLOW = (
 
 
 # mutated module -> the test files it owns, where they are not (only) named after it
-OWN_TESTS = {"records": ("records", "test_hub_gate")}
+_CAFFE_IO = ("test_caffe_io", "test_fuzz")
+_SOURCES = ("test_validation_sources", "test_validation_archives", "test_validation_wds")
+OWN_TESTS = {
+    "records": ("records", "test_hub_gate"),
+    **dict.fromkeys(("schema", "wire", "sniff", "binary", "hdf5", "caffemodel", "prototxt"), _CAFFE_IO),
+    **dict.fromkeys(("headers", "extraction", "reader"), ("test_validation_archives", "test_validation_tar_index")),
+    **dict.fromkeys(("folder", "layout", "parquet", "hf", "factory", "pack"), _SOURCES),
+    "labels": ("test_validation_data", "test_classes", "test_validation_sources"),
+}
 
 
 def pytest_collection_modifyitems(config, items):
