@@ -71,7 +71,7 @@ SLOW = (
 )
 
 
-# mutated module -> the test files it owns, where they are not (only) named after it
+# mutated module -> the test files it owns besides those named after it (test_*<module>*.py)
 _CAFFE_IO = ("test_caffe_io", "test_fuzz")
 _SOURCES = ("test_validation_sources", "test_validation_archives", "test_validation_wds")
 OWN_TESTS = {
@@ -113,7 +113,7 @@ def _cheapest_files_first(items, module: str = "") -> None:
         path = item.nodeid.split("::")[0]
         cost[path] = cost.get(path, 0.0) + float(durations.get(item.nodeid, 1.0))
     # hub/records.py is checked by its own tests and by the gate's
-    names = OWN_TESTS.get(module, (module,) if module else ())
+    names = (*OWN_TESTS.get(module, ()), *((module,) if module else ()))
 
     def own(path: str) -> bool:
         return any(name in path.rsplit("/", 1)[-1] for name in names)
