@@ -73,6 +73,10 @@ def _parse(name: str, entry: dict[str, Any], defaults: dict[str, Any]) -> Checkp
         EvalSetting(img_size=int(e["img_size"]), resize=int(e["resize"]), published=e.get("published", "release"))
         for e in entry["eval"]
     )
+    for e in evals:
+        if e.published not in published:  # a verdict needs the numbers its setting names
+            raise ValueError(f"{name}: eval img_size {e.img_size} names published '{e.published}', "
+                             f"which the entry lacks ({', '.join(published) or 'none'})")
     return Checkpoint(
         name=name,
         display_name=entry["display_name"],

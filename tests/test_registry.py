@@ -70,3 +70,20 @@ def test_registry_override_for_maintainers(tmp_path, monkeypatch):
     assert registry.get("se_bn_inception").hub_repo_id == "org/x"
     monkeypatch.delenv(registry.REGISTRY_ENV)
     assert registry.get("se_bn_inception").hub_repo_id is None
+
+
+def test_a_setting_naming_published_numbers_the_entry_lacks_is_refused(tmp_path, monkeypatch):
+    from senet_zoo.errors import SenetZooError
+
+    text = (REPO / "checkpoints.yaml").read_text()
+    bad = text.replace("      - {img_size: 224, resize: 256}\n    hub: {repo_id: null, revision: null, sha256: null}\n\n"
+                       "  se_resnet101:",
+                       "      - {img_size: 224, resize: 256, published: relase}\n"
+                       "    hub: {repo_id: null, revision: null, sha256: null}\n\n  se_resnet101:", 1)
+    assert bad != text
+    (tmp_path / "c.yaml").write_text(bad)
+    monkeypatch.setenv(registry.REGISTRY_ENV, str(tmp_path / "c.yaml"))
+    with pytest.raises(SenetZooError) as e:
+        registry.get("se_resnet50")
+    assert str(e.value) == (f"{tmp_path / 'c.yaml'}: not a valid registry (ValueError: se_resnet50: eval img_size "
+                            "224 names published 'relase', which the entry lacks (release, paper))")
