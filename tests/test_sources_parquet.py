@@ -349,3 +349,50 @@ def test_listing_reads_no_image_bytes_so_damaged_ones_fail_only_their_images(tmp
     reader = pqsrc.ParquetReader([f], [entries[n] for n in names], names)
     with pytest.raises(BadImage, match=r"cannot read \("):
         reader.read(0)
+
+
+class _Counting:
+    """A ParquetFile that counts the streams started and the batches they decode."""
+
+    def __init__(self, pf, log):
+        self._pf, self._log = pf, log
+
+    def __getattr__(self, name):
+        return getattr(self._pf, name)
+
+    def iter_batches(self, *args, **kwargs):
+        self._log.append("stream")
+        for batch in self._pf.iter_batches(*args, **kwargs):
+            self._log.append(batch.num_rows)
+            yield batch
+
+
+def test_consecutive_rows_cost_one_read_a_window_and_kept_windows_none(tmp_path, monkeypatch):
+    # 1000-byte images, about 1210 bytes a row in the column chunk: 4000 bytes is a window of 3 rows
+    monkeypatch.setattr(pqsrc, "WINDOW_BYTES", 4000)
+    _, rows, r = _reader(tmp_path, n=10)
+    log = []
+    real = pq.ParquetFile
+    monkeypatch.setattr(pq, "ParquetFile", lambda *a, **k: _Counting(real(*a, **k), log))
+
+    def reads(*order):
+        del log[:]
+        assert [r.read(i) for i in order] == [rows[i][2] for i in order]
+        return list(log)
+
+    assert reads(0, 1, 2) == ["stream", 3]                 # one window, decoded once
+    assert reads(3) == [3]                                 # the next window, from the same stream
+    assert reads(4, 5, 3, 0, 2, 4) == []                   # both kept windows, nothing read
+    assert reads(6, 7, 8, 9) == [3, 1]
+    assert reads(9, 8, 6, 7) == []
+    assert reads(5) == ["stream", 3, 3]                    # before the stream's place: it restarts
+
+
+def test_the_image_column_is_found_by_name_wherever_it_stands(tmp_path):
+    f = tmp_path / "v.parquet"
+    pq.write_table(pa.table({"label": pa.array([2, 1], pa.int64()),
+                             "image": [{"bytes": b"two", "path": "ILSVRC2012_val_00000002.JPEG"},
+                                       {"bytes": b"one", "path": "ILSVRC2012_val_00000001.JPEG"}]}), f)
+    names, entries, labels = pqsrc.scan_files([f])
+    r = pqsrc.ParquetReader([f], [entries[n] for n in names], names)
+    assert [r.read(0), r.read(1)] == [b"one", b"two"] and list(labels.values()) == [2, 1]
