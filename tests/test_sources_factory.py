@@ -18,6 +18,17 @@ HUB1 = "ILSVRC2012_val_00000001_n01751748.JPEG"      # the Hub's parquet names c
 HUB2 = "ILSVRC2012_val_00000002_n09193705.JPEG"
 
 
+@pytest.fixture(autouse=True)
+def default_index_dir(tmp_path, monkeypatch):
+    """Tar indexes go under XDG_CACHE_HOME unless ``index_dir`` says where: kept out of the user's cache."""
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    return tmp_path / "xdg"
+
+
+def _files(folder: Path) -> list[Path]:
+    return [p for p in folder.rglob("*") if p.is_file()] if folder.exists() else []
+
+
 def _img(name: str) -> bytes:
     return f"bytes of {name}".encode()
 
@@ -253,3 +264,89 @@ def test_hf_uris_hand_over_to_the_split_hf_fetched(tmp_path, monkeypatch):
 
 def test_notes_are_given_once_each():
     assert factory._unique(["a", "b", "a", "c", "b"]) == ["a", "b", "c"]
+
+
+def test_tar_indexes_go_where_index_dir_says_for_every_form_read_through_tar_headers(tmp_path, monkeypatch,
+                                                                                    default_index_dir):
+    data = tmp_path / "data"
+    (data / "shards").mkdir(parents=True)
+    one = _tar(data / "images.tar", {V1: _img(V1)})
+    _shard(data / "shards" / "val-0.tar", {"ILSVRC2012_val_00000001": 1})
+    _shard(data / "shards" / "val-1.tar", {"ILSVRC2012_val_00000002": 2})
+    (data / "a").mkdir()
+    (data / "b").mkdir()
+    hub = [_shard(data / "a" / "imagenet1k-validation-00.tar", {"ILSVRC2012_val_00000003": 3}),
+           _shard(data / "b" / "imagenet1k-validation-01.tar", {"ILSVRC2012_val_00000004": 4})]
+    monkeypatch.setattr(hf, "fetch", lambda uri: hf.HubSplit("wds", hub, "hf://datasets/o/w@x", []))
+    for n, what in enumerate((one, data / "shards", str(data / "shards" / "val-{0..1}.tar"), "hf://datasets/o/w"), 1):
+        index = tmp_path / f"index-{n}"
+        src = factory.open_source(what, index_dir=index)
+        assert len(_files(index)) == (1 if n == 1 else 2), what
+        assert _files(default_index_dir) == [], what
+    assert src.root == data / "a"                      # the Hub split's root: its first file's folder
+    factory.open_source(one)
+    assert len(_files(default_index_dir)) == 1
+
+
+def _block_index(tar_path: Path, index_dir: Path) -> None:
+    """A folder where the tar's index file would go: that one index cannot be kept (a note says so)."""
+    from senet_zoo.validation.sources.tar import index_file
+
+    index_file(tar_path.absolute(), index_dir).mkdir(parents=True)
+
+
+NOT_KEPT = "tar index not kept (Is a directory); the next run reads the tar's headers again"
+
+
+def test_the_notes_of_reading_each_tar_are_kept_once(tmp_path):
+    shards = tmp_path / "shards"
+    shards.mkdir()
+    first = _shard(shards / "val-0.tar", {"ILSVRC2012_val_00000001": 1})
+    second = _shard(shards / "val-1.tar", {"ILSVRC2012_val_00000002": 2})
+    index = tmp_path / "index"
+    _block_index(first, index)
+    assert factory.open_source(shards, index_dir=index).notes == [NOT_KEPT]
+    pattern = str(shards / "val-{0..1}.tar")
+    assert factory.open_source(pattern, index_dir=tmp_path / "index2").notes == []
+    _block_index(first, tmp_path / "index3")
+    assert factory.open_source(pattern, index_dir=tmp_path / "index3").notes == [NOT_KEPT]
+    _block_index(second, tmp_path / "index4")
+    _block_index(first, tmp_path / "index4")
+    assert factory.open_source(pattern, index_dir=tmp_path / "index4").notes == [NOT_KEPT]   # once, not twice
+    images = _tar(tmp_path / "images.tar", {V1: _img(V1)})
+    _block_index(images, tmp_path / "index5")
+    assert factory.open_source(images, index_dir=tmp_path / "index5").notes == [NOT_KEPT]
+
+
+def test_a_folder_that_cannot_be_listed_is_one_line(tmp_path, monkeypatch):
+    import errno
+    import os
+
+    def refuse(path):
+        raise PermissionError(errno.EACCES, "Permission denied", str(path))
+
+    monkeypatch.setattr(os, "scandir", refuse)
+    with pytest.raises(SenetZooError) as e:
+        factory.open_source(tmp_path)
+    assert str(e.value) == f"{tmp_path}: cannot list directory (Permission denied)"
+
+
+def test_a_tar_without_images_or_with_a_folder_named_like_one_is_refused_naming_it(tmp_path):
+    empty = _tar(tmp_path / "docs.tar", {"README": b"x", "a/b.txt": b"y"})
+    with pytest.raises(SenetZooError) as e:
+        factory.open_source(empty)
+    assert str(e.value) == f"{empty}: contains no images (.jpeg, .jpg, .png, ...)"
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w", format=tarfile.USTAR_FORMAT) as tf:
+        ti = tarfile.TarInfo(V1)
+        ti.type, ti.linkname = tarfile.SYMTYPE, V2
+        tf.addfile(ti)
+        ti = tarfile.TarInfo(V1)
+        ti.size = 3
+        tf.addfile(ti, io.BytesIO(b"abc"))
+    odd = tmp_path / "odd.tar"
+    odd.write_bytes(buf.getvalue())
+    with pytest.raises(SenetZooError) as e:
+        factory.open_source(odd)
+    assert str(e.value) == (f"{odd}: member {V1} replaces a symbolic link of the same name, which tar -x and "
+                            "Python's tarfile extract differently")
