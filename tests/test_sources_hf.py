@@ -167,7 +167,7 @@ def test_offline_the_parquet_split_of_the_commit_refs_name_verified(tmp_path, mo
 def test_offline_webdataset_shards_with_git_blob_ids(tmp_path, monkeypatch):
     files = {"imagenet1k-validation-01.tar": b"shard one", "imagenet1k-validation-00.tar": b"shard zero",
              "imagenet1k-train-0000.tar": b"train"}
-    snap = _cache(tmp_path, monkeypatch, files, git_blob=("imagenet1k-validation-00.tar",), refs=("main", "v1"))
+    snap = _cache(tmp_path, monkeypatch, files, git_blob=("imagenet1k-validation-00.tar",), refs=("v1",))
     split = hf.fetch("hf://datasets/o/n@v1")
     assert split.kind == "wds" and split.uri == f"hf://datasets/o/n@{COMMIT}"
     assert split.files == [snap / "imagenet1k-validation-00.tar", snap / "imagenet1k-validation-01.tar"]
@@ -286,7 +286,11 @@ def test_online_a_damaged_cached_copy_is_fetched_again_and_a_bad_hub_refused(hub
     good = files["data/validation-00000-of-00002.parquet"]
     oid = hashlib.sha256(good).hexdigest()
     first.resolve().write_bytes(b"damaged")
+    before = len(server.requests)
     split = hf.fetch("hf://datasets/o/n")
+    again = [r for r in server.requests[before:] if r["server"] != "cdn"]
+    assert any(f"/resolve/{sha}/data/validation-00000-of-00002.parquet" in r["path"] for r in again)
+    assert all(f"senet-zoo/{__version__}" in r["headers"].get("user-agent", "") for r in again)
     bad = hashlib.sha256(b"damaged").hexdigest()
     assert split.notes == [f"data/validation-00000-of-00002.parquet: the cached copy has sha256 {bad[:12]}…, the Hub "
                            f"reports {oid[:12]}…; fetched again",
@@ -337,3 +341,22 @@ def test_online_a_branch_that_moves_during_the_download_is_refused(hub, tmp_path
         hf.fetch("hf://datasets/o/n")
     assert str(e.value) == (f"hf://datasets/o/n@main: moved from commit {sha[:12]} to {moved['sha'][:12]} during the "
                             "download: run again, or pin the commit (hf://datasets/OWNER/NAME@COMMIT)")
+
+
+def test_online_the_revision_asked_is_the_one_read(hub, tmp_path):
+    server, old_sha, files = hub
+    old = server.datasets["o/n"]
+    newer = {"data/validation-00000-of-00001.parquet": _parquet_bytes(tmp_path, ["new.JPEG"])}
+    new_sha = server.add_dataset("o/n", newer)
+    server.datasets["o/n"].commits.update(old.commits)      # main moved on; the old commit is kept
+    server.datasets["o/n"].branches["before"] = old_sha
+    for uri in ("hf://datasets/o/n@before", f"hf://datasets/o/n@{old_sha}"):
+        split = hf.fetch(uri)
+        assert split.uri == f"hf://datasets/o/n@{old_sha}" and len(split.files) == 2, uri
+        assert split.files[0].read_bytes() == files["data/validation-00000-of-00002.parquet"]
+    split.files[0].resolve().write_bytes(b"damaged")               # fetched again: from the commit asked
+    split = hf.fetch("hf://datasets/o/n@before")
+    assert split.files[0].read_bytes() == files["data/validation-00000-of-00002.parquet"]
+    assert "fetched again" in split.notes[0]
+    split = hf.fetch("hf://datasets/o/n")
+    assert split.uri == f"hf://datasets/o/n@{new_sha}" and [p.read_bytes() for p in split.files] == list(newer.values())
