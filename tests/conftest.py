@@ -7,7 +7,10 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
-RELEASE_DIR = REPO.parent / "shared" / "senet-release"
+# mutmut runs the tests in its copy of the tree, REPO/mutants/ (README "Mutation testing"): the release files
+# still lie beside the checkout, or every test that reads them would skip there and kill nothing
+_CHECKOUT = REPO.parent if REPO.name == "mutants" else REPO
+RELEASE_DIR = _CHECKOUT.parent / "shared" / "senet-release"
 
 # registry name -> official prototxt file name (also in checkpoints.yaml; repeated here so a registry
 # mistake cannot hide itself)
