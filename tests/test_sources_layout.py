@@ -162,3 +162,26 @@ def test_tar_refusals_name_the_tar_and_a_member():
     assert refused(layout.classify, where, ["a/b/c.jpg"]) == (
         "/d/v.tar: member b/c.jpg: unknown wnid 'b': ImageFolder sub-folders must be ILSVRC2012 class "
         "wnids (n01440764, ...)")
+
+
+@pytest.mark.parametrize("top", ["val", ".val", None])
+def test_a_tar_lists_what_its_extraction_lists(tmp_path, top):
+    """The tar of an ImageFolder tree with hidden folders in it (a Finder's .AppleDouble/, a viewer's .thumbs/)
+    and tarfile's own extraction of it: classify on the member names lists what discover lists on disk."""
+    import tarfile
+
+    tree = touch(tmp_path / "tree", f"{FIRST}/x.jpg", f"{FIRST}/.thumbs/x.jpg", f"{FIRST}/b/.AppleDouble/y.jpg",
+                 f"{FIRST}/b/y.jpg", f"{LAST}/.z/.z/z.png", f"{LAST}/z.png", ".cache/x.jpg")
+    with tarfile.open(tmp_path / "v.tar", "w") as t:
+        for p in sorted(tree.rglob("*")):
+            if p.is_file():
+                rel = p.relative_to(tree).as_posix()
+                t.add(p, arcname=rel if top is None else f"{top}/{rel}")
+    with tarfile.open(tmp_path / "v.tar") as t:
+        members = t.getnames()
+        t.extractall(tmp_path / "out", filter="data")
+    on_disk = layout.discover(tmp_path / "out" if top is None else tmp_path / "out" / top)
+    assert on_disk == ("imagefolder", [f"{FIRST}/b/y.jpg", f"{FIRST}/x.jpg", f"{LAST}/z.png"])
+    kind, names, prefix = layout.classify(tmp_path / "v.tar", members)
+    assert (kind, names) == on_disk
+    assert prefix == ("" if top is None else f"{top}/")

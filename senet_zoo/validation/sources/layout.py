@@ -21,6 +21,13 @@ def _is_image(name: str) -> bool:
     return not name.startswith(".") and name.lower().endswith(IMG_EXTENSIONS)
 
 
+def _is_listed(path: str) -> bool:
+    """Whether the image at this relative path (``a/b/x.JPEG``) is one ``discover`` would list: a tar holds
+    what extracting it gives, and the folder walk passes over hidden folders (``.thumbs/``, ``.AppleDouble/``)."""
+    *folders, name = path.split("/")
+    return _is_image(name) and not any(folder.startswith(".") for folder in folders)
+
+
 def discover(root: Path) -> tuple[str, list[str]]:
     """(layout, sorted relative names) of the images under ``root``."""
     if not root.exists():
@@ -72,14 +79,16 @@ def classify(where: Path, names: list[str]) -> tuple[str, list[str], str]:
     """(layout, sorted names, dropped prefix) of image paths inside a container (a tar), by the rules of
     ``discover``. A single top folder that is not a wnid (``ILSVRC2012_img_val/``, ``val/``) is dropped."""
     names = [n for n in names if _is_image(n.rsplit("/", 1)[-1])]
-    if not names:
-        raise SenetZooError(where, f"contains no images ({', '.join(IMG_EXTENSIONS[:3])}, ...)")
     wnids = set(classes.sorted_wnids())
     tops = {n.split("/", 1)[0] for n in names}
     prefix = ""
     if len(tops) == 1 and all("/" in n for n in names) and next(iter(tops)) not in wnids:
         prefix = next(iter(tops)) + "/"
         names = [n[len(prefix):] for n in names]
+    # the dropped top folder is the one --data would name, which may itself be hidden
+    names = [n for n in names if _is_listed(n)]
+    if not names:
+        raise SenetZooError(where, f"contains no images ({', '.join(IMG_EXTENSIONS[:3])}, ...)")
     flat = [n for n in names if "/" not in n]
     nested = [n for n in names if "/" in n]
     if flat and nested:
