@@ -177,6 +177,7 @@ def test_a_tar_lists_what_its_extraction_lists(tmp_path, top):
             if p.is_file():
                 rel = p.relative_to(tree).as_posix()
                 t.add(p, arcname=rel if top is None else f"{top}/{rel}")
+        t.add(tree / f"{FIRST}/x.jpg", arcname="zzz/.thumbs/x.jpg")   # beside the top folder: no image in it
     with tarfile.open(tmp_path / "v.tar") as t:
         members = t.getnames()
         t.extractall(tmp_path / "out", filter="data")

@@ -78,14 +78,15 @@ def _walk_images(folder: Path, prefix: str) -> list[str]:
 def classify(where: Path, names: list[str]) -> tuple[str, list[str], str]:
     """(layout, sorted names, dropped prefix) of image paths inside a container (a tar), by the rules of
     ``discover``. A single top folder that is not a wnid (``ILSVRC2012_img_val/``, ``val/``) is dropped."""
-    names = [n for n in names if _is_image(n.rsplit("/", 1)[-1])]
+    # a folder whose images all lie in hidden folders is no top folder, as the folder walk finds none in it
+    names = [n for n in names if _is_listed(n.split("/", 1)[-1])]
     wnids = set(classes.sorted_wnids())
     tops = {n.split("/", 1)[0] for n in names}
     prefix = ""
     if len(tops) == 1 and all("/" in n for n in names) and next(iter(tops)) not in wnids:
         prefix = next(iter(tops)) + "/"
         names = [n[len(prefix):] for n in names]
-    # the dropped top folder is the one --data would name, which may itself be hidden
+    # a hidden top folder is passed over too, unless it is the dropped one, which --data would name
     names = [n for n in names if _is_listed(n)]
     if not names:
         raise SenetZooError(where, f"contains no images ({', '.join(IMG_EXTENSIONS[:3])}, ...)")
