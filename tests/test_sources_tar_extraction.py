@@ -7,6 +7,7 @@ In-process and fast: ``extract`` reads no archive (the path is only named in mes
 """
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -224,3 +225,27 @@ def test_sparse_chunks_but_the_last_must_be_whole_blocks():
                "and Python's tarfile extract differently")
     assert refused(sparse_file(3000, ((0, 100), (2000, 512)))) == message
     assert refused(sparse_file(3000, ((0, 512), (1000, 513), (2000, 0), (2500, 1)))) == message
+
+
+@pytest.mark.parametrize("link", ["a.JPEG/", "a.JPEG/.", "./a.JPEG//"])
+def test_a_symbolic_link_to_a_file_with_a_trailing_slash_is_refused_as_the_kernel_does(tmp_path, link):
+    # what the extracted folder gives: opening the link fails with ENOTDIR
+    (tmp_path / "a.JPEG").write_bytes(b"a")
+    os.symlink(link, tmp_path / "s.JPEG")
+    with pytest.raises(NotADirectoryError):
+        (tmp_path / "s.JPEG").read_bytes()
+    assert refused([f("a.JPEG"), sym("s.JPEG", link)], lambda n: n == "s.JPEG") == (
+        f"{TAR}: member s.JPEG (a symbolic link to {link}) goes through a.JPEG, which is no directory of the "
+        f"archive{TAIL}")
+    # a folder with a trailing slash is a folder
+    got = extract(TAR, [f("d/a.JPEG", 1024, 2), sym("s", "d/./"), sym("t.JPEG", "s/a.JPEG")], jpeg)
+    assert got.members["t.JPEG"] == Member(1024, 2)
+
+
+def test_links_through_nested_folders():
+    headers = [f("d/e/y.JPEG", 1024, 5), sym("s.JPEG", "d/e/y.JPEG"), sym("d/t.JPEG", "e/./y.JPEG"),
+               sym("u.JPEG", "d/e/y.JPEG/z.JPEG")]
+    got = extract(TAR, headers[:3], jpeg)
+    assert got.members == {"d/e/y.JPEG": Member(1024, 5), "s.JPEG": Member(1024, 5), "d/t.JPEG": Member(1024, 5)}
+    assert refused(headers) == (f"{TAR}: member u.JPEG (a symbolic link to d/e/y.JPEG/z.JPEG) goes through "
+                                f"d/e/y.JPEG, which is no directory of the archive{TAIL}")
