@@ -249,3 +249,24 @@ def test_links_through_nested_folders():
     assert got.members == {"d/e/y.JPEG": Member(1024, 5), "s.JPEG": Member(1024, 5), "d/t.JPEG": Member(1024, 5)}
     assert refused(headers) == (f"{TAR}: member u.JPEG (a symbolic link to d/e/y.JPEG/z.JPEG) goes through "
                                 f"d/e/y.JPEG, which is no directory of the archive{TAIL}")
+
+
+def image(name: str) -> bool:
+    """As the tar source asks: a file name (the part after the last '/') that is no hidden file, ending .JPEG."""
+    base = name.rsplit("/", 1)[-1]
+    return not base.startswith(".") and base.endswith(".JPEG")
+
+
+def test_two_of_a_kind_are_counted_in_the_plural():
+    headers = [f("a.JPEG"), f("b.JPEG"), f("a.JPEG"), f("b.JPEG"), f("../x.JPEG"), f("../y/z.JPEG")]
+    assert extract(TAR, headers, image).notes == [
+        "v.tar: 2 image names occur more than once (a.JPEG, b.JPEG); each is read from its last member, as tar -x "
+        "leaves it",
+        "v.tar: 2 members with '..' in the name not read (../x.JPEG, ../y/z.JPEG), as tar -x does not extract them"]
+
+
+def test_only_dot_dot_members_named_like_images_are_noted():
+    # '..' alone names nothing; a hidden file is no image even where a space follows in its name
+    headers = [f(".."), f("../.x y.JPEG"), f("../d/.h.JPEG"), f("../ok.JPEG")]
+    assert extract(TAR, headers, image).notes == [
+        "v.tar: 1 member with '..' in the name not read (../ok.JPEG), as tar -x does not extract them"]

@@ -178,6 +178,7 @@ def _v7(name: str = "a.JPEG") -> bytes:
     (block("a.JPEG", b"a") + bytes(1024), "tar"),
     (_v7() + bytes(1024), "tar"),
     (_v7()[:512], "tar"),
+    (_v7("\udcff.JPEG"), "tar"),                  # a name that is no UTF-8 (byte 0xff)
     (block("a.JPEG", b"a")[:511], None),        # a ustar magic, but less than a block
     (bytes(100) + b"ustar" + bytes(200), None),  # the magic at the wrong place
     (b"\x1f" + bytes(600), None),
@@ -332,6 +333,7 @@ def test_extended_headers_tar_x_and_tarfile_resolve_differently_are_refused(tmp_
     (_long(b"L", "b" * 120), _long(b"K", "k" * 120)),
     (_long(b"L", "b" * 120), pax([("linkpath", "k" * 120)])),
     (pax([("linkpath", "k" * 120)]), _long(b"L", "b" * 120), ),
+    (pax([]), _long(b"L", "b" * 120)),       # a pax header of no records: tarfile reads 0 bytes for it
 ])
 def test_one_extended_header_of_each_kind_is_read(tmp_path, members):
     tar = write(tmp_path / "e.tar", block("a.JPEG", b"a"), *members, block("x", type=tarfile.SYMTYPE, link="a"))
@@ -415,3 +417,36 @@ def test_one_members_headers_may_take_one_mib_and_no_more(tmp_path):
     over = write(tmp_path / "over.tar", block("a.JPEG", b"a"), _big_pax(MAX_HEADER_BYTES - 1024), block("b", b"b"))
     assert refused(over) == (f"{over}: damaged tar header: an extended header at byte 1,048,576 claims 512 bytes "
                              "(one member's headers need at most 1 MiB)")
+
+
+def test_the_first_members_headers_may_take_exactly_one_mib(tmp_path):
+    # the first member has no byte before it to check: its pax header block, records and own header block are
+    # all that is read for it
+    fits = write(tmp_path / "fits.tar", _big_pax(MAX_HEADER_BYTES - 1024), block("b", b"b"))
+    assert [m.name for m in walked(fits)[0]] == ["b"]
+    over = write(tmp_path / "over.tar", _big_pax(MAX_HEADER_BYTES - 512), block("b", b"b"))
+    assert refused(over) == (f"{over}: damaged tar header: an extended header at byte 1,048,064 claims 512 bytes "
+                             "(one member's headers need at most 1 MiB)")
+
+
+def test_a_first_extended_header_with_a_negative_size_is_refused_at_byte_0(tmp_path):
+    long = bytearray(_long(b"L", "x" * 600))
+    long[124:136] = b"\xff" + (256 ** 11 - 512).to_bytes(11, "big")   # -512, base-256
+    fix_checksum(long)
+    tar = write(tmp_path / "neg.tar", bytes(long), block("a", b"a"))
+    assert refused(tar) == (f"{tar}: damaged tar header: an extended header at byte 0 has a negative size (tarfile "
+                            "would read to the end of the file)")
+
+
+@pytest.mark.parametrize("n", [512, 1024])
+def test_pax_records_that_look_like_a_header_block_are_records(tmp_path, n):
+    # records of a whole block or two, 'x' at the type byte's place and no octal checksum: no second pax header
+    body = f"{n} comment={'x' * (n - len(str(n)) - 10)}\n".encode()
+    tar = write(tmp_path / "x.tar", block("a.JPEG", b"a"), _pax_raw(body), block("b", b"b"))
+    assert walked(tar)[0][1] == Header(1024, "file", "b", 1536 + n + 512, 1, "", None, digest_at(tar, 1024))
+
+
+def test_a_pax_record_whose_length_is_not_followed_by_a_space_is_refused(tmp_path):
+    tar = write(tmp_path / "t.tar", block("a.JPEG", b"a"), _pax_raw(b"15\tpath=b.JPEG\n"), block("b", b"b"))
+    assert refused(tar) == damaged(tar, "b", "a pax header whose records do not fill its declared size (tarfile "
+                                             "reads past it)")

@@ -105,6 +105,8 @@ def test_a_pickled_reader_carries_no_descriptor(archive):
     r = TarReader([archive], [(0, "a", 512, 4)])
     assert r.read(0) == b"0123"
     copy = pickle.loads(pickle.dumps(r))
+    pickle.loads(pickle.dumps(r)).close()   # closing a copy that never read leaves the original's descriptor
+    assert r.read(0) == b"0123"
     r.close()                      # the original's descriptor is gone; the copy opens its own
     assert copy.read(0) == b"0123" and copy.where(0) == f"{archive}:a" and copy.kind == "tar"
     copy.close()
