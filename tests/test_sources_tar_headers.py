@@ -450,3 +450,67 @@ def test_a_pax_record_whose_length_is_not_followed_by_a_space_is_refused(tmp_pat
     tar = write(tmp_path / "t.tar", block("a.JPEG", b"a"), _pax_raw(b"15\tpath=b.JPEG\n"), block("b", b"b"))
     assert refused(tar) == damaged(tar, "b", "a pax header whose records do not fill its declared size (tarfile "
                                              "reads past it)")
+
+
+def _high_pax(records: list[tuple[str, str]]) -> bytes:
+    """A pax header whose name and link name fields are 0xff bytes: its checksum needs all six octal digits."""
+    head = bytearray(pax(records))
+    head[0:100] = b"\xff" * 100
+    head[157:257] = b"\xff" * 100
+    fix_checksum(head)
+    assert int(head[148:154], 8) >= 0o100000
+    return bytes(head)
+
+
+def test_extended_headers_with_a_large_checksum_are_still_headers(tmp_path):
+    tar = write(tmp_path / "e.tar", block("a.JPEG", b"a"), _high_pax([("path", "b.JPEG")]),
+                _high_pax([("path", "c.JPEG")]), block("x", b"x"))
+    assert refused(tar).endswith(": 2 pax extended headers for one member, which tar -x and Python's tarfile read "
+                                 "differently")
+
+
+@pytest.mark.parametrize("field", ["twelve digits", "base-256"])
+def test_a_pax_size_written_without_a_nul_or_in_base_256_is_read_as_tar_does(tmp_path, field):
+    # both encodings are valid (POSIX: 12 octal digits may fill the field; GNU: base-256): 28 bytes of records
+    head = bytearray(pax([("path", "b.JPEG"), ("comment", "c")]))
+    assert head[512:].rstrip(b"\0") == b"15 path=b.JPEG\n13 comment=c\n"
+    head[124:136] = b"000000000034" if field == "twelve digits" else b"\x80" + (28).to_bytes(11, "big")
+    fix_checksum(head)
+    tar = write(tmp_path / "ok.tar", block("a.JPEG", b"a"), bytes(head), block("x", b"x"))
+    assert [m.name for m in walked(tar)[0]] == ["a.JPEG", "b.JPEG"]
+    # 20 bytes declared: the second record runs past them
+    head[124:136] = b"000000000024" if field == "twelve digits" else b"\x80" + (20).to_bytes(11, "big")
+    fix_checksum(head)
+    short = write(tmp_path / "short.tar", block("a.JPEG", b"a"), bytes(head), block("x", b"x"))
+    assert refused(short) == damaged(short, "b.JPEG", "a pax header whose records do not fill its declared size "
+                                                      "(tarfile reads past it)")
+
+
+def _negative(n: int) -> bytes:
+    return b"\xff" + (256 ** 11 - n).to_bytes(11, "big")
+
+
+def test_a_negative_size_is_refused(tmp_path):
+    head = bytearray(block("b.JPEG", b"b" * 600))
+    head[124:136] = _negative(1024)
+    fix_checksum(head)
+    tar = write(tmp_path / "n.tar", block("a.JPEG", b"a"), bytes(head))
+    assert refused(tar) == f"{tar}: damaged tar header: member b.JPEG: a negative size (-1,024 bytes)"
+
+
+def test_a_sparse_member_whose_next_header_is_its_own_is_refused(tmp_path):
+    # the stored size (-512) takes the next header back onto this one; the whole size stays positive
+    head = bytearray(block("s.JPEG", b"s" * 512))
+    head[156:157] = b"S"
+    head[124:136] = _negative(512)
+    head[386:410] = b"%011o\0%011o\0" % (0, 512)
+    head[483:495] = b"%011o\0" % 5000
+    fix_checksum(head)
+    tar = write(tmp_path / "s.tar", block("a.JPEG", b"a"), bytes(head))
+    assert refused(tar) == (f"{tar}: damaged tar header: member s.JPEG: the next header at byte 1,024 does not come "
+                            "after this one (byte 1,024)")
+
+
+def test_extended_headers_chained_too_deep_at_the_start_are_refused_in_one_line(tmp_path):
+    tar = write(tmp_path / "chain.tar", pax([("comment", "x")]) * 3000, block("a", b"a"))
+    assert refused(tar) == f"{tar}: damaged tar header: extended headers chained too deep at its start"
