@@ -514,3 +514,26 @@ def test_a_sparse_member_whose_next_header_is_its_own_is_refused(tmp_path):
 def test_extended_headers_chained_too_deep_at_the_start_are_refused_in_one_line(tmp_path):
     tar = write(tmp_path / "chain.tar", pax([("comment", "x")]) * 3000, block("a", b"a"))
     assert refused(tar) == f"{tar}: damaged tar header: extended headers chained too deep at its start"
+
+
+def test_a_regular_file_has_no_link_whatever_its_link_field_holds(tmp_path):
+    tar = write(tmp_path / "f.tar", block("a.JPEG", b"a", link="stale"))
+    assert walked(tar)[0][0].link == "" and walked(tar)[0][0].kind == "file"
+
+
+def test_what_follows_the_end_of_archive_block_is_not_read(tmp_path):
+    tar = write(tmp_path / "t.tar", block("a.JPEG", b"a"), end=bytes(1024) + b"trailing junk")
+    assert walked(tar) == ([Header(0, "file", "a.JPEG", 512, 1, "", None, digest_at(tar, 0))], 1024)
+    xs = write(tmp_path / "x.tar", block("a.JPEG", b"a"), end=b"X" * 512 + bytes(512))
+    assert refused(xs) == f"{xs}: truncated or damaged after member a.JPEG (no end-of-archive block at byte 1,024)"
+
+
+def test_an_input_output_error_while_reading_headers_is_told_in_one_line(tmp_path, monkeypatch):
+    from senet_zoo.validation.sources.tar import headers
+
+    def failing(*args, **kwargs):
+        raise OSError(5, "Input/output error")
+
+    tar = write(tmp_path / "io.tar", block("a.JPEG", b"a"))
+    monkeypatch.setattr(headers.tarfile, "open", failing)
+    assert refused(tar) == f"{tar}: cannot read it (Input/output error)"
