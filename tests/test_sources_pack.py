@@ -104,3 +104,11 @@ def test_parquet_row_groups_of_a_hundred_rows_by_default(tmp_path):
     assert path == tmp_path / "v0-1.parquet"
     meta = pq.ParquetFile(path).metadata
     assert (meta.num_rows, meta.num_row_groups, meta.row_group(0).num_rows) == (101, 2, 100)
+
+
+def test_a_top_folder_ending_in_x_and_a_sample_two_folders_deep(images, tmp_path):
+    (images / "n01" / "sub").mkdir()
+    (images / "n01" / "sub" / "f.JPEG").write_bytes(b"ff")
+    assert members(write_tar(images, ["a.JPEG"], tmp_path / "v.tar", top="MAX")) == [("MAX/a.JPEG", b"aa")]
+    (shard,) = write_shards(images, ["n01/sub/f.JPEG"], [5], tmp_path / "s", shards=1)
+    assert members(shard) == [("f.jpg", b"ff"), ("f.cls", b"5"), ("f.json", b'{"filename": "f.JPEG", "label": 5}')]
