@@ -112,3 +112,10 @@ def test_a_top_folder_ending_in_x_and_a_sample_two_folders_deep(images, tmp_path
     assert members(write_tar(images, ["a.JPEG"], tmp_path / "v.tar", top="MAX")) == [("MAX/a.JPEG", b"aa")]
     (shard,) = write_shards(images, ["n01/sub/f.JPEG"], [5], tmp_path / "s", shards=1)
     assert members(shard) == [("f.jpg", b"ff"), ("f.cls", b"5"), ("f.json", b'{"filename": "f.JPEG", "label": 5}')]
+
+
+def test_a_parquet_file_of_no_rows_keeps_the_image_schema(images, tmp_path):
+    paths = write_parquet(images, ["a.JPEG"], [3], tmp_path, files=2)
+    assert pq.read_table(paths[1]).num_rows == 0
+    assert pq.read_schema(paths[1]) == pa.schema([
+        ("image", pa.struct([("bytes", pa.binary()), ("path", pa.string())])), ("label", pa.int64())])
