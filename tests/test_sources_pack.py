@@ -119,3 +119,10 @@ def test_a_parquet_file_of_no_rows_keeps_the_image_schema(images, tmp_path):
     assert pq.read_table(paths[1]).num_rows == 0
     assert pq.read_schema(paths[1]) == pa.schema([
         ("image", pa.struct([("bytes", pa.binary()), ("path", pa.string())])), ("label", pa.int64())])
+
+
+def test_a_parquet_row_two_folders_deep_keeps_the_file_name(images, tmp_path):
+    (images / "n01" / "sub").mkdir()
+    (images / "n01" / "sub" / "f.JPEG").write_bytes(b"ff")
+    (path,) = write_parquet(images, ["n01/sub/f.JPEG"], [5], tmp_path)
+    assert pq.read_table(path).to_pylist() == [{"image": {"bytes": b"ff", "path": "f.JPEG"}, "label": 5}]
