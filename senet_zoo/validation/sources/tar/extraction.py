@@ -80,7 +80,8 @@ def _resolve(nodes: dict, dirs: set, name: str, follow_last: bool = True):
                 raise _Unfollowable(f"leads outside the archive, to {node[1]}")
             pending.extend(reversed(node[1].split("/")))
             continue
-        if any(p not in ("", ".") for p in pending) and (node is not None or "/".join(done + [part]) not in dirs):
+        # anything after this part, even a trailing "/" or "/.", needs a directory here (else ENOTDIR)
+        if pending and (node is not None or "/".join(done + [part]) not in dirs):
             raise _Unfollowable(f"goes through {'/'.join(done + [part])}, which is no directory of the archive")
         done.append(part)
     node = nodes.get("/".join(done))

@@ -244,8 +244,8 @@ def walk(path: Path, file_size: int) -> tuple[list[Header], int]:
     except _Damaged as e:
         raise SenetZooError(path, f"damaged tar header: {e}") from None
     except RecursionError:
-        raise SenetZooError(path, f"damaged tar header: extended headers chained too deep after member "
-                            f"{last}") from None
+        after = f"after member {last}" if last is not None else "at its start"
+        raise SenetZooError(path, f"damaged tar header: extended headers chained too deep {after}") from None
     except (tarfile.TarError, ValueError, OverflowError, EOFError) as e:
         raise SenetZooError(path, f"not a readable tar ({e})") from None
     except OSError as e:
