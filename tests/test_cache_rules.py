@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import errno
 import fcntl
-import gc
 import hashlib
 import json
 import os
@@ -103,9 +102,17 @@ def base_of(root: Path) -> Path:
     return root / "caffe-10-8"
 
 
-def open_fds() -> int:
-    gc.collect()  # what earlier tests left to the collector closes now, not between two counts
-    return len(os.listdir("/proc/self/fd"))
+def open_fds(where: Path) -> list[str]:
+    """What this process's descriptors have open under ``where`` (a leaked lock shows as ``.../lock``)."""
+    out = []
+    for fd in os.listdir("/proc/self/fd"):
+        try:
+            target = os.readlink(f"/proc/self/fd/{fd}")
+        except OSError:
+            continue
+        if target.startswith(str(where) + os.sep):
+            out.append(target)
+    return sorted(out)
 
 
 def dead_pid() -> int:
@@ -172,7 +179,7 @@ def test_a_first_open_makes_one_complete_folder_and_its_pointer(tmp_path):
     assert reader.reads == []
     assert held(cache.folder / "lock")
     cache.close()
-    assert not held(cache.folder / "lock")
+    assert not held(cache.folder / "lock") and open_fds(tmp_path) == []  # the lock and the mappings let go
     cache.close()  # twice is harmless
 
 
@@ -500,7 +507,7 @@ def test_opening_removes_what_no_run_holds_and_nothing_else(tmp_path):
     keep += [f"{'1' * 16}-22222222", f"{'3' * 16}-44444444"]
 
     log = Log()
-    fds = open_fds()
+    fds = open_fds(tmp_path)
     cache = DecodeCache.open(tmp_path, reader, PREP, log=log)
     digest = cache.folder.name[:16]
     assert sorted(os.listdir(base)) == sorted(
@@ -514,7 +521,7 @@ def test_opening_removes_what_no_run_holds_and_nothing_else(tmp_path):
     assert not (base / f"{gone_digest}.current").exists()
     assert not held(gone.folder.parent / ".lock")
     cache.close()
-    assert open_fds() == fds  # the removed folders' locks let go
+    assert open_fds(tmp_path) == fds  # the removed folders' locks let go
     live.close()
 
 
@@ -567,21 +574,21 @@ def test_try_lock_says_missing_held_or_gives_a_descriptor(tmp_path):
     assert isinstance(c, int) and c is not True
     assert _try_lock(tmp_path, fcntl.LOCK_SH) is False
     os.close(c)
-    fds = open_fds()
+    fds = open_fds(tmp_path)
     with open(tmp_path / "lock") as f:
         fcntl.flock(f, fcntl.LOCK_EX)
         assert _try_lock(tmp_path, fcntl.LOCK_SH) is False
-    assert open_fds() == fds  # a refused lock leaves no descriptor open
+    assert open_fds(tmp_path) == fds  # a refused lock leaves no descriptor open
 
 
 def test_the_folder_lock_is_exclusive_while_held(tmp_path):
     with _folder_lock(tmp_path):
         assert held(tmp_path / ".lock")
     assert not held(tmp_path / ".lock")
-    fds = open_fds()
+    fds = open_fds(tmp_path)
     with _folder_lock(tmp_path):
         pass
-    assert open_fds() == fds
+    assert open_fds(tmp_path) == fds
 
 
 def test_the_folder_lock_on_a_location_that_cannot_be_written(tmp_path, monkeypatch):
@@ -604,9 +611,9 @@ def test_can_write_and_load_key(tmp_path):
     (tmp_path / "f").write_bytes(b"x")
     assert _can_write(tmp_path / "f") is True
     assert _can_write(tmp_path / "missing") is False and _can_write(tmp_path) is False
-    fds = open_fds()
+    fds = open_fds(tmp_path)
     _can_write(tmp_path / "f")
-    assert open_fds() == fds
+    assert open_fds(tmp_path) == fds
     assert _load_key(tmp_path) is None
     (tmp_path / "key.json").write_text("[1]")
     assert _load_key(tmp_path) is None
@@ -718,12 +725,12 @@ def test_no_room_is_cache_unavailable_and_leaves_nothing(tmp_path, monkeypatch, 
     monkeypatch.setattr(shutil, "disk_usage", lambda path: Usage(1 << 40, 1 << 39, 3 << 29))
     reader = Images([(1, 1, 1)])
     reader.blobs, reader.sizes = [b"x"] * 1000, [1] * 1000  # never decoded
-    fds = open_fds()
+    fds = open_fds(tmp_path)
     with pytest.raises(CacheUnavailable) as e:
         DecodeCache.open(tmp_path, reader, Preprocessing("caffe", 256, 224), log=quiet)
     assert str(e.value) == f"no room for the crops of 1,000 images (0.14 GiB; 1.50 GiB free): {text}"
     assert os.listdir(tmp_path / "caffe-256-224") == [".lock"]
-    assert open_fds() == fds
+    assert open_fds(tmp_path) == fds
 
 
 @pytest.mark.parametrize("code, text", [(errno.EROFS, "Read-only file system"), (errno.EACCES, "Permission denied"),
@@ -750,11 +757,11 @@ def test_a_pointer_that_cannot_be_written_is_cache_unavailable(tmp_path, monkeyp
         raise SenetZooError(Path(path).parent, "is not writable: cannot write the output here")
 
     monkeypatch.setattr(cache_mod, "atomic_write_text", refuse)
-    fds = open_fds()
+    fds = open_fds(tmp_path)
     with pytest.raises(CacheUnavailable) as e:
         DecodeCache.open(tmp_path, Images(), PREP, log=quiet)
     assert str(e.value) == "is not writable: cannot write the output here"
-    assert open_fds() == fds
+    assert open_fds(tmp_path) == fds
     # the folder was renamed into place before the pointer failed: an unreferenced folder, tidied later
     monkeypatch.undo()
     cache = DecodeCache.open(tmp_path, Images(), PREP, log=quiet)
@@ -803,4 +810,83 @@ def test_a_removed_folder_takes_its_pointer_whatever_order_the_folder_lists(tmp_
     assert pointer.exists()
     cache = DecodeCache.open(tmp_path, Images(), PREP, log=quiet)
     assert not gone.folder.exists() and not pointer.exists()
+    cache.close()
+
+
+def test_no_room_for_even_the_temporary_folder(tmp_path, monkeypatch):
+    made = Path.mkdir
+
+    def mkdir(self, *args, **kwargs):
+        if self.name.startswith("."):  # the build's temporary folder, not the cache's own
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return made(self, *args, **kwargs)
+
+    monkeypatch.setattr(Path, "mkdir", mkdir)
+    fds = open_fds(tmp_path)
+    with pytest.raises(CacheUnavailable) as e:
+        DecodeCache.open(tmp_path, Images(), PREP, log=quiet)
+    assert str(e.value).startswith("no room for the crops of 6 images (0.00 GiB; ")
+    assert str(e.value).endswith(" free): No space left on device")
+    assert os.listdir(base_of(tmp_path)) == [".lock"] and open_fds(tmp_path) == fds
+
+
+def test_a_cache_made_but_not_opened_holds_nothing_and_maps_nothing(tmp_path):
+    """Only ``open``/``attach`` map a folder (and record which files they mapped); a bare object knows nothing."""
+    reader = Images()
+    opened = DecodeCache.open(tmp_path, reader, PREP, log=quiet)
+    opened.close()
+    bare = DecodeCache(opened.folder, opened.key, CROP)
+    assert bare.describe() == {"folder": str(opened.folder), "key": opened.key, "reused": False,
+                               "stored_at_start": 0, "decoded": 6, "checked_images": [], "writable": False}
+    for name in ("images", "status"):
+        with pytest.raises(SenetZooError, match="was replaced while this run used it"):
+            getattr(bare, name)
+    bare.close()
+    assert open_fds(tmp_path) == []
+
+
+def test_describe_a_new_folder(tmp_path):
+    cache = DecodeCache.open(tmp_path, Images(), PREP, log=quiet)
+    assert cache.describe() == {"folder": str(cache.folder), "key": cache_key(Images(), PREP), "reused": False,
+                                "stored_at_start": 0, "decoded": 6, "checked_images": [], "writable": True}
+    cache.close()
+
+
+def test_a_held_folder_is_passed_over_and_the_tidy_goes_on(tmp_path, monkeypatch):
+    held_first = lambda base: sorted(listed(base), key=lambda e: e.name != live.folder.name)  # noqa: E731
+    listed = cache_mod._entries
+    live = DecodeCache.open(tmp_path, Images([(9, 9, 9)] * 3), PREP, log=quiet)
+    gone = DecodeCache.open(tmp_path, Images([(5, 5, 5)] * 2, mtime=5), PREP, log=quiet)
+    gone.close()
+    (base_of(tmp_path) / "key.json").write_text("{}")  # format 1's
+    monkeypatch.setattr(cache_mod, "_entries", held_first)
+    log = Log()
+    cache = DecodeCache.open(tmp_path, Images(), PREP, log=log)
+    assert live.folder.is_dir() and not gone.folder.exists() and not (base_of(tmp_path) / "key.json").exists()
+    assert len(log) == 2
+    cache.close()
+    live.close()
+
+
+def test_a_location_this_run_cannot_write_is_not_tidied(tmp_path, monkeypatch):
+    gone = DecodeCache.open(tmp_path, Images([(5, 5, 5)] * 2, mtime=5), PREP, log=quiet)
+    other = DecodeCache.open(tmp_path, Images([(5, 5, 5)] * 3, mtime=5), PREP, log=quiet)
+    other.close()
+    gone.close()
+    base = base_of(tmp_path)
+    (base / "key.json").write_text("{}")
+    monkeypatch.setattr(os, "access", lambda path, mode, **kw: not (Path(path) == base and mode & os.W_OK))
+    log = Log()
+    cache = DecodeCache._current(base, gone.folder.name[:16], gone.key, CROP, log)
+    cache._tidy(base, log)
+    assert log == [] and gone.folder.is_dir() and other.folder.is_dir() and (base / "key.json").exists()
+    cache.close()
+
+
+def test_a_leftover_temporary_that_is_a_file_does_not_stop_the_run(tmp_path):
+    base = base_of(tmp_path)
+    base.mkdir(parents=True)
+    (base / f".{'a' * 16}-{'b' * 8}.tmp-{dead_pid()}").write_text("not a folder")
+    cache = DecodeCache.open(tmp_path, Images(), PREP, log=quiet)
+    assert cache.folder.is_dir()
     cache.close()
