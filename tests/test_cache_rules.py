@@ -229,11 +229,17 @@ def test_fill_decodes_stores_and_then_copies(tmp_path):
 
     # all stored: copies only, even of a bad row, into a batch buffer that was not clean
     reader.reads.clear()
+    images = np.full((2, CROP, CROP, 3), 99, np.uint8)
+    status = np.full(2, 5, np.int64)
+    cache.fill(1, images, status, reader, PREP, 7, 3)
+    assert reader.reads == [] and status.tolist() == [7, 3]
+    assert np.array_equal(images[0], crop_of(COLOURS[1]))
     images = np.full((3, CROP, CROP, 3), 99, np.uint8)
     status = np.full(3, 5, np.int64)
-    cache.fill(2, images, status, reader, PREP, 7, 3)
-    assert reader.reads == [] and status.tolist() == [3, 7, 7]
-    assert np.array_equal(images[1], crop_of(COLOURS[3])) and np.array_equal(images[2], crop_of(COLOURS[4]))
+    cache.fill(3, images, status, reader, PREP, 7, 3)
+    assert reader.reads == [] and status.tolist() == [7, 7, 7]
+    for row in range(3):
+        assert np.array_equal(images[row], crop_of(COLOURS[3 + row])), row
     cache.close()
 
 
@@ -363,7 +369,7 @@ def test_a_folder_that_is_not_what_its_key_says_is_replaced(tmp_path, damage, pr
     elif damage == "no key":
         (folder / "key.json").unlink()
     elif damage == "status longer":
-        np.save(folder / "status.npy", np.ones(7, np.int8))
+        np.save(folder / "status.npy", np.array([1, 1, 0, 1, 1, 1, 0], np.int8))  # the stored rows still pass
     elif damage == "status int16":
         np.save(folder / "status.npy", np.ones(6, np.int16))
     elif damage == "images other crop":
@@ -887,6 +893,28 @@ def test_a_leftover_temporary_that_is_a_file_does_not_stop_the_run(tmp_path):
     base = base_of(tmp_path)
     base.mkdir(parents=True)
     (base / f".{'a' * 16}-{'b' * 8}.tmp-{dead_pid()}").write_text("not a folder")
+    cache = DecodeCache.open(tmp_path, Images(), PREP, log=quiet)
+    assert cache.folder.is_dir()
+    cache.close()
+
+
+def test_files_gone_since_the_listing_do_not_stop_the_run(tmp_path, monkeypatch):
+    """Someone removing the cache's files by hand while a run opens it: the tidy's listing names files that are
+    gone when it comes to them."""
+    base = base_of(tmp_path)
+    base.mkdir(parents=True)
+    stale = [base / f"{'e' * 16}.current", base / "images.npy", base / "key.json"]
+    listed = cache_mod._entries
+
+    def listing_then_removed(where):
+        for path in stale:
+            path.write_text("x")
+        entries = listed(where)
+        for path in stale:
+            path.unlink()
+        return entries
+
+    monkeypatch.setattr(cache_mod, "_entries", listing_then_removed)
     cache = DecodeCache.open(tmp_path, Images(), PREP, log=quiet)
     assert cache.folder.is_dir()
     cache.close()
