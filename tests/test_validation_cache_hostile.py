@@ -30,7 +30,7 @@ import pytest
 from PIL import Image
 
 from senet_zoo.validation.evaluate import PAUSE_BEFORE_STEP_ENV
-from test_validation_cache import FOLDER, current, uncached  # noqa: F401
+from test_validation_cache import FOLDER, built, current, uncached  # noqa: F401
 from test_validation_preprocess import reference_caffe, smooth_image
 from test_validation_run import (N_IMAGES, RESIZE, SIZE, common, flat, load, release,  # noqa: F401
                                  run_subprocess, val_name, validate)
@@ -210,22 +210,14 @@ def read_only(where: Path, fill):
         yield where
 
 
-@pytest.fixture(scope="module")
-def filled(release, flat, tmp_path_factory) -> Path:
-    """A cache filled by one run on the 13 images."""
-    root = tmp_path_factory.mktemp("filled")
-    assert validate(common(release, flat, root / "a.json", "--cache", str(root / "cache"))) == 0
-    return root / "cache"
-
-
 @pytest.mark.parametrize("stored", [N_IMAGES, 7, 0], ids=["filled", "partly-filled", "empty"])
-def test_a_read_only_cache_location_is_read_or_left_with_one_note(release, flat, uncached, filled, tmp_path,
+def test_a_read_only_cache_location_is_read_or_left_with_one_note(release, flat, uncached, built, tmp_path,
                                                                    stored):
     """Before: a filled cache there failed with an OSError traceback (it was mapped r+ even to read), and an
     empty location was refused (exit 2) although the run can carry on decoding."""
     def fill(where: Path) -> None:
         if stored:
-            shutil.copytree(filled, where / "cache")
+            shutil.copytree(built, where / "cache")  # a cache filled by one run on the 13 images
             status = np.load(current(where / "cache") / "status.npy", mmap_mode="r+")
             status[stored:] = -1  # rows not stored yet, as an interrupted first run leaves them
             status.flush()

@@ -260,9 +260,10 @@ class DecodeCache:
                     if fd is False:
                         continue  # a live run holds it
                     other = _load_key(Path(entry.path))
+                    pointed = _read_pointer(base, match.group(1)) == name  # read while its folder is there
                     trash = base / f".trash-{name}-{os.getpid()}"
                     os.rename(entry.path, trash)
-                    if _read_pointer(base, match.group(1)) == name:
+                    if pointed:
                         Path(base / f"{match.group(1)}.current").unlink(missing_ok=True)
                     doomed.append((trash, fd))
                     diff = sorted(k for k in self.key if other is None or other.get(k) != self.key[k])
