@@ -10,7 +10,7 @@ from .binary import _NET_FIELDS, _read_binary
 from .hdf5 import _read_hdf5
 from .schema import CaffeNet, PathLike
 from .sniff import _HDF5_MAGIC, _open_for_reading, _sniff
-from .wire import _fields, _WireError
+from .wire import _VARINT, _varint, _WireError
 
 def probe_weights(path: PathLike) -> None:
     """Refuse, from its first bytes, a file that cannot be a caffemodel (a prototxt, an image, a pickle, ...),
@@ -18,6 +18,7 @@ def probe_weights(path: PathLike) -> None:
     path = pathlib.Path(path)
     fd = _open_for_reading(path)
     try:
+        size = os.fstat(fd).st_size
         head = os.pread(fd, 64, 0)
     finally:
         os.close(fd)
@@ -25,9 +26,15 @@ def probe_weights(path: PathLike) -> None:
         raise SenetZooError(path, "empty file, not a Caffe model")
     if head.startswith(_HDF5_MAGIC):
         return
+    # The first field must be one of NetParameter's, its value within the file: not within these 64 bytes, as
+    # a net without a name starts with its first layer, kilobytes long. (Every NetParameter field is a varint
+    # or has a varint length.)
     try:
-        number, wt, *_ = next(_fields(head, 0, len(head), 1 << 62))
-        fits = wt in _NET_FIELDS.get(number, ())
+        key, pos = _varint(head, 0, len(head), len(head))
+        fits = (key & 7) in _NET_FIELDS.get(key >> 3, ())
+        if fits:
+            value, pos = _varint(head, pos, len(head), len(head))
+            fits = key & 7 == _VARINT or pos + value <= size
     except _WireError:
         fits = False
     if not fits:
