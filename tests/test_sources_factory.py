@@ -350,3 +350,18 @@ def test_a_tar_without_images_or_with_a_folder_named_like_one_is_refused_naming_
         factory.open_source(odd)
     assert str(e.value) == (f"{odd}: member {V1} replaces a symbolic link of the same name, which tar -x and "
                             "Python's tarfile extract differently")
+
+
+@pytest.mark.parametrize("top", [".val", "val"])
+def test_a_tar_reads_what_extracting_it_gives_hidden_folders_included(tmp_path, top):
+    """A tar whose top folder is hidden (the one --data would name) or not, with a hidden sub-folder of
+    thumbnails in it: the same names and bytes as tarfile's own extraction opened as a folder."""
+    members = {f"{top}/{V2}": _img(V2), f"{top}/{V1}": _img(V1), f"{top}/.thumbs/{V1}": b"a thumbnail"}
+    path = _tar(tmp_path / "v.tar", members)
+    with tarfile.open(path) as t:
+        t.extractall(tmp_path / "out", filter="data")
+    folder = factory.open_source(tmp_path / "out" / top)
+    assert (folder.layout, folder.names) == ("flat", [V1, V2])
+    src = factory.open_source(path)
+    assert (src.kind, src.layout, src.names) == ("tar", "flat", folder.names)
+    assert _read_all(src) == _read_all(folder) == [_img(V1), _img(V2)]
