@@ -556,3 +556,25 @@ def test_decoded_record_pages_are_given_back(tmp_path, monkeypatch):
     assert _Map.advice and all(option == mmap.MADV_DONTNEED and start % page == 0
                                for option, start, _ in _Map.advice)
     assert len(_Map.advice) > 3
+
+
+@pytest.mark.skipif(not hasattr(mmap, "MADV_DONTNEED"), reason="no madvise here")
+@pytest.mark.parametrize("pad", [0, 5000])
+def test_short_run_batches_give_back_exactly_the_pages_walked(tmp_path, monkeypatch, pad):
+    # three short runs between other fields, decoded two runs at a time: after the second run the pages up to
+    # its end go back, after the last run the pages up to the stretch's end; a long name after the blob keeps
+    # the file longer than any of those ranges
+    monkeypatch.setattr(binary.mmap, "mmap", _Map)
+    monkeypatch.setattr(binary, "_SHORT_RUNS_AT_ONCE", 2)
+    _Map.advice = []
+    head = ld(1, "n" * (pad + 1))
+    runs = [recs_f([1, 2]) + vi(10, 0), recs_f([3]) + vi(10, 0), recs_f([4, 5, 6])]
+    blob = shape(6) + b"".join(runs)
+    layer = v2_layer(blobs=[blob])
+    data = head + layer + v2_layer("after" * 400)
+    np.testing.assert_array_equal(read_weights(write(tmp_path, data)).layers[0].blobs[0], [1, 2, 3, 4, 5, 6])
+    blob_end = len(head) + len(layer)
+    second_end = blob_end - len(runs[2]) - 2  # the second run's last byte + 1 (before its separator)
+    page = pad // mmap.PAGESIZE * mmap.PAGESIZE  # the first run lies in this page
+    assert _Map.advice == [(mmap.MADV_DONTNEED, page, second_end - page),
+                           (mmap.MADV_DONTNEED, page, blob_end - page)]

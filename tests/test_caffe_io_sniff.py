@@ -125,3 +125,15 @@ def test_is_hdf5(tmp_path):
     assert is_hdf5(h5) is True
     assert is_hdf5(str(h5)) is True
     assert (is_hdf5(short), is_hdf5(other), is_hdf5(empty)) == (False, False, False)
+
+
+@pytest.mark.parametrize("err, message", [
+    (IsADirectoryError(21, "Is a directory"), "is a directory, not a file"),  # what some systems answer
+    (PermissionError(13, "Permission denied"), "cannot open: Permission denied"),  # tests run as root here
+])
+def test_what_the_system_refuses_is_said_in_one_line(tmp_path, monkeypatch, err, message):
+    def refuse(*args, **kwargs):
+        raise err
+
+    monkeypatch.setattr(os, "open", refuse)
+    assert open_error(tmp_path / "w.caffemodel") == f"{tmp_path / 'w.caffemodel'}: {message}"
