@@ -578,3 +578,13 @@ def test_short_run_batches_give_back_exactly_the_pages_walked(tmp_path, monkeypa
     page = pad // mmap.PAGESIZE * mmap.PAGESIZE  # the first run lies in this page
     assert _Map.advice == [(mmap.MADV_DONTNEED, page, second_end - page),
                            (mmap.MADV_DONTNEED, page, blob_end - page)]
+
+
+def test_a_field_longer_than_its_layer_or_blob_is_corruption(tmp_path):
+    head = ld(1, "n")
+    body = ld(1, "a") + b"\x1a\x09abc"  # a bottom announcing 9 bytes where the layer has 4 left
+    path = write(tmp_path, head + ld(100, body) + v2_layer("b"))
+    assert error(path) == (f"{path}: corrupt caffemodel: layer 0: field 3 needs 11 bytes, 5 are left "
+                           f"(byte {len(head) + 3 + len(ld(1, 'a'))})")
+    message = blob_error(tmp_path, shape(1) + packed_f([1]) + b"\x52\x09abc", after=v2_layer("c"))
+    assert "corrupt caffemodel: layer 0 'conv' blob 0: field 10 needs 11 bytes, 5 are left (byte " in message
