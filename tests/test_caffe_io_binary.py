@@ -363,7 +363,9 @@ def test_packed_data_of_a_wrong_length(tmp_path, field, what):
 ])
 def test_blob_fields_with_the_wrong_wire_type(tmp_path, field, number, wt):
     message = blob_error(tmp_path, shape(1) + packed_f([1]) + field)
-    assert f"corrupt caffemodel: layer 0 'conv' blob 0: field {number} has wire type {wt} (byte " in message
+    # the field's tag: byte 43 as in test_packed_data_of_a_wrong_length, after the packed data (key, length, 4)
+    assert message.endswith(f"corrupt caffemodel: layer 0 'conv' blob 0: field {number} has wire type {wt} "
+                            "(byte 49)")
 
 
 def test_diffs_and_unknown_fields_are_skipped(tmp_path):
