@@ -17,6 +17,7 @@ import pytest
 
 from senet_zoo.errors import SenetZooError
 from senet_zoo.validation.sources.tar.headers import MAX_HEADER_BYTES, Header, header_digest, sniff, walk
+from support.fuzz_archives import pax_records
 
 MTIME = 1_500_000_000
 
@@ -43,13 +44,7 @@ def block(name: str, payload: bytes = b"", type=tarfile.REGTYPE, link: str = "",
 def pax(records: list[tuple[str, str]], declared: int | None = None, type=tarfile.XHDTYPE) -> bytes:
     """A pax extended header ('x', or 'g') with ``records`` written by hand; ``declared``: the size its header
     states, if not the records' own."""
-    body = b""
-    for key, value in records:
-        text = f" {key}={value}\n".encode()
-        n = len(text) + len(str(len(text)))
-        n += len(str(n)) - len(str(len(text)))
-        body += str(n).encode() + text
-    head = bytearray(block("././@PaxHeader", body, type=type, fmt=tarfile.USTAR_FORMAT))
+    head = bytearray(block("././@PaxHeader", pax_records(records), type=type, fmt=tarfile.USTAR_FORMAT))
     if declared is not None:
         head[124:136] = b"%011o\0" % declared
         fix_checksum(head)

@@ -182,14 +182,20 @@ def _set(data: bytes, at: int, start: int, value: bytes, fix: bool) -> bytes:
     return bytes(raw)
 
 
-def _pax_block(records: list[tuple[str, str]]) -> bytes:
+def pax_records(records: list[tuple[str, str]]) -> bytes:
+    """pax records as POSIX lays them out, ``"%d %s=%s\n"`` whose length counts its own digits, written by hand
+    rather than by tarfile so that tests can also write records tarfile never would."""
     body = b""
     for key, value in records:
         text = f" {key}={value}\n".encode()
         n = len(text) + len(str(len(text)))
         n += len(str(n)) - len(str(len(text)))
         body += str(n).encode() + text
-    return _raw_member("././@PaxHeader", body, type=tarfile.XHDTYPE, fmt=tarfile.USTAR_FORMAT)
+    return body
+
+
+def _pax_block(records: list[tuple[str, str]]) -> bytes:
+    return _raw_member("././@PaxHeader", pax_records(records), type=tarfile.XHDTYPE, fmt=tarfile.USTAR_FORMAT)
 
 
 def mutate_tar(rng: random.Random, data: bytes) -> tuple[bytes, str]:
