@@ -8,6 +8,7 @@ import pytest
 
 from senet_zoo.converters import caffe_io
 from senet_zoo.errors import SenetZooError
+from support.descriptors import open_fds
 
 h5py = pytest.importorskip("h5py")
 
@@ -130,12 +131,10 @@ def test_read_weights_one_byte_file(tmp_path):
 
 
 def test_read_weights_closes_the_file(tmp_path):
-    import os
-
     path = tmp_path / "m.caffemodel"
     path.write_bytes(NAMELESS)
-    before = len(os.listdir("/proc/self/fd"))
+    before = open_fds()
     for _ in range(5):
         caffe_io.read_weights(path)
         caffe_io.probe_weights(path)
-    assert len(os.listdir("/proc/self/fd")) == before
+    assert open_fds() == before

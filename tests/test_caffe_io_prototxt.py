@@ -11,6 +11,7 @@ import pytest
 from senet_zoo.converters import caffe_io, caffe_pb2
 from senet_zoo.converters.caffe_io import prototxt
 from senet_zoo.errors import SenetZooError
+from support.descriptors import open_fds
 
 TEXT = """name: "tiny"
 input: "data"
@@ -133,14 +134,12 @@ def test_missing_file(tmp_path):
 
 
 def test_reading_leaves_no_file_open(tmp_path):
-    import os
-
     path = tmp_path / "tiny.prototxt"
     path.write_text(TEXT)
-    before = len(os.listdir("/proc/self/fd"))
+    before = open_fds()
     for _ in range(5):
         caffe_io.read_prototxt(path)
-    assert len(os.listdir("/proc/self/fd")) == before
+    assert open_fds() == before
 
 
 def test_writes_the_text_format(tmp_path):

@@ -9,6 +9,7 @@ import pytest
 
 from senet_zoo.converters.caffe_io.sniff import _open_for_reading, _sniff, is_hdf5
 from senet_zoo.errors import SenetZooError
+from support.descriptors import open_fds
 
 TEXT = "a text file (a .prototxt? give it as --prototxt, and the binary .caffemodel as --caffemodel)"
 PICKLE = "a Python pickle (a PyTorch checkpoint?)"
@@ -18,10 +19,6 @@ def open_error(path) -> str:
     with pytest.raises(SenetZooError) as info:
         _open_for_reading(path)
     return str(info.value)
-
-
-def open_fds() -> int:
-    return len(os.listdir("/proc/self/fd"))
 
 
 def test_a_regular_file_is_opened_for_reading(tmp_path):

@@ -13,13 +13,7 @@ import pytest
 from senet_zoo.images.preprocess import BadImage
 from senet_zoo.validation.sources.tar import reader as tar_reader
 from senet_zoo.validation.sources.tar.reader import ShortRead, TarReader, member_bytes
-
-needs_proc = pytest.mark.skipif(not Path("/proc/self/fd").is_dir(), reason="counts descriptors in /proc/self/fd")
-
-
-def open_fds() -> int:
-    return len(os.listdir("/proc/self/fd"))
-
+from support.descriptors import needs_proc, open_fds
 
 @pytest.fixture
 def archive(tmp_path) -> Path:
